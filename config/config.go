@@ -1,0 +1,198 @@
+// Package config holds tcpcryptd's configuration: the TOML schema, the
+// embedded default file, and validation whose messages name the key, the bad
+// value and the fix.
+//
+// Parse, then validate, then hand out a plain value: Load and Parse have no
+// side effects, and a *Config they return is complete (every default filled
+// in) and valid.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where tcpcryptd looks for its configuration file when the
+// command line names none and the file exists.
+const DefaultPath = "/etc/tcpcryptd/tcpcryptd.toml"
+
+// defaultTOML is the embedded default configuration. Its text doubles as the
+// reference of every key.
+//
+//go:embed default.toml
+var defaultTOML string
+
+// DefaultText returns the embedded default configuration file.
+func DefaultText() string { return defaultTOML }
+
+// Mode is a per-destination encryption policy.
+type Mode string
+
+// Policy modes.
+const (
+	ModeOff           Mode = "off"
+	ModeOpportunistic Mode = "opportunistic"
+	ModeRequired      Mode = "required"
+)
+
+// Config is a complete, validated configuration.
+type Config struct {
+	Device   Device
+	Outbound Outbound
+	Services []Service
+	Crypto   Crypto
+	Control  Control
+	Metrics  Metrics
+	Log      Log
+}
+
+// Device describes the TUN device and its addresses.
+type Device struct {
+	Name         string
+	MTU          int
+	KernelIPv4   netip.Prefix // kernel side of the device, with prefix length
+	StackIPv4    netip.Addr   // the stack's egress source address
+	KernelIPv6   netip.Prefix
+	StackIPv6    netip.Addr
+	RouteTable   int
+	RulePriority int
+}
+
+// Outbound describes which destinations are captured and upgraded.
+type Outbound struct {
+	Include  []netip.Prefix
+	Exclude  []netip.Prefix
+	NAT      bool
+	Policy   Mode // default for destinations no rule matches
+	Policies []PolicyRule
+}
+
+// PolicyRule sets the mode for a prefix and, optionally, a set of ports.
+type PolicyRule struct {
+	Prefix netip.Prefix
+	Ports  []uint16 // empty: every port
+	Mode   Mode
+}
+
+// Service is an inbound tcpcrypt termination point.
+type Service struct {
+	Name          string
+	Listen        netip.AddrPort
+	Backend       string // host:port of the plaintext backend
+	ProxyProtocol bool
+	Policy        Mode
+	HostPort      uint16 // 0: no DNAT from a host port
+}
+
+// Crypto holds protocol preferences. Lists are most preferred first.
+type Crypto struct {
+	TEPs                 []string // "x25519", "x448", "p256", "p521"
+	AEADs                []string // "aes128gcm", "aes256gcm", "chacha20poly1305"
+	Resumption           bool
+	ResumptionCacheSize  int
+	ResumptionLifetime   time.Duration
+	EphemeralKeyLifetime time.Duration
+	RekeyAfterBytes      uint64 // 0: the protocol package's default
+}
+
+// Control describes the control socket.
+type Control struct {
+	Socket string
+	Mode   os.FileMode
+	Group  string
+}
+
+// Metrics describes the optional Prometheus TCP listener.
+type Metrics struct {
+	Listen string // empty: control socket only
+}
+
+// Log describes logging.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // text, json
+	KeyLog string // path of the opt-in key log; empty: off
+}
+
+// KnownTEPs and KnownAEADs are the names the crypto section accepts.
+var (
+	KnownTEPs  = []string{"x25519", "x448", "p256", "p521"}
+	KnownAEADs = []string{"aes128gcm", "aes256gcm", "chacha20poly1305"}
+)
+
+// Default returns the embedded default configuration.
+func Default() *Config {
+	c, err := Parse("default", []byte(defaultTOML))
+	if err != nil {
+		// The embedded file is tested; failing here is a build defect.
+		panic("config: embedded default is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads and validates the file at path. Keys it omits keep their
+// default values.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse validates the TOML text b; name is used in messages. Keys missing
+// from b keep their default values.
+func Parse(name string, b []byte) (*Config, error) {
+	var f file
+	// Defaults first, then the user's file on top of them.
+	if _, err := toml.Decode(defaultTOML, &f); err != nil {
+		return nil, fmt.Errorf("config: embedded default: %w", err)
+	}
+	md, err := toml.Decode(string(b), &f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
+		}
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, &Error{File: name, Key: keys[0],
+			Msg: fmt.Sprintf("unknown key (unknown keys: %s); see the reference in `tcpcryptd check-config --print-default`", strings.Join(keys, ", "))}
+	}
+	return f.validate(name)
+}
+
+// Error is a configuration error naming the file, the key and what to do.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // dotted key, e.g. "outbound.include[2]"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config ")
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}

@@ -1,0 +1,312 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// file mirrors the TOML layout. Values stay strings until validate turns
+// them into typed fields, so every message can quote what the user wrote.
+type file struct {
+	Device struct {
+		Name         string `toml:"name"`
+		MTU          int    `toml:"mtu"`
+		KernelIPv4   string `toml:"kernel_ipv4"`
+		StackIPv4    string `toml:"stack_ipv4"`
+		KernelIPv6   string `toml:"kernel_ipv6"`
+		StackIPv6    string `toml:"stack_ipv6"`
+		RouteTable   int    `toml:"route_table"`
+		RulePriority int    `toml:"rule_priority"`
+	} `toml:"device"`
+	Outbound struct {
+		Include []string `toml:"include"`
+		Exclude []string `toml:"exclude"`
+		NAT     bool     `toml:"nat"`
+		Policy  string   `toml:"policy"`
+		Rules   []struct {
+			Prefix string `toml:"prefix"`
+			Ports  []int  `toml:"ports"`
+			Mode   string `toml:"mode"`
+		} `toml:"rule"`
+	} `toml:"outbound"`
+	Service []struct {
+		Name          string `toml:"name"`
+		Listen        string `toml:"listen"`
+		Backend       string `toml:"backend"`
+		ProxyProtocol bool   `toml:"proxy_protocol"`
+		Policy        string `toml:"policy"`
+		HostPort      int    `toml:"host_port"`
+	} `toml:"service"`
+	Crypto struct {
+		TEPs                 []string `toml:"teps"`
+		AEADs                []string `toml:"aeads"`
+		Resumption           bool     `toml:"resumption"`
+		ResumptionCacheSize  int      `toml:"resumption_cache_size"`
+		ResumptionLifetime   string   `toml:"resumption_lifetime"`
+		EphemeralKeyLifetime string   `toml:"ephemeral_key_lifetime"`
+		RekeyAfterBytes      int64    `toml:"rekey_after_bytes"`
+	} `toml:"crypto"`
+	Control struct {
+		Socket string `toml:"socket"`
+		Mode   string `toml:"mode"`
+		Group  string `toml:"group"`
+	} `toml:"control"`
+	Metrics struct {
+		Listen string `toml:"listen"`
+	} `toml:"metrics"`
+	Log struct {
+		Level  string `toml:"level"`
+		Format string `toml:"format"`
+		KeyLog string `toml:"key_log"`
+	} `toml:"log"`
+}
+
+// ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
+var ifname = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// validator collects the first error with its key.
+type validator struct {
+	name string
+	err  *Error
+}
+
+func (v *validator) fail(key, format string, args ...any) {
+	if v.err == nil {
+		v.err = &Error{File: v.name, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (v *validator) prefix(key, s string) netip.Prefix {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		v.fail(key, "%q is not an address prefix; write it like \"10.0.0.0/8\" or \"fd00::/8\"", s)
+		return netip.Prefix{}
+	}
+	if p != p.Masked() {
+		v.fail(key, "%q has host bits set; did you mean %q?", s, p.Masked().String())
+	}
+	return p
+}
+
+func (v *validator) mode(key, s string) Mode {
+	switch m := Mode(s); m {
+	case ModeOff, ModeOpportunistic, ModeRequired:
+		return m
+	}
+	v.fail(key, "%q is not a policy; use \"off\", \"opportunistic\" or \"required\"", s)
+	return ""
+}
+
+func (v *validator) ports(key string, in []int) []uint16 {
+	out := make([]uint16, 0, len(in))
+	for i, p := range in {
+		if p < 1 || p > 65535 {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "port %d is out of range; use 1-65535", p)
+			continue
+		}
+		out = append(out, uint16(p))
+	}
+	return out
+}
+
+func (v *validator) duration(key, s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		v.fail(key, "%q is not a duration; write it like \"90s\", \"10m\" or \"24h\"", s)
+	}
+	return d
+}
+
+func (v *validator) names(key string, in, known []string) []string {
+	if len(in) == 0 {
+		v.fail(key, "must list at least one of %s", strings.Join(known, ", "))
+	}
+	seen := map[string]bool{}
+	for i, s := range in {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		switch {
+		case !slices.Contains(known, s):
+			v.fail(k, "unknown name %q; choose from %s", s, strings.Join(known, ", "))
+		case seen[s]:
+			v.fail(k, "%q is listed twice; list each once, most preferred first", s)
+		}
+		seen[s] = true
+	}
+	return slices.Clone(in)
+}
+
+func (f *file) validate(name string) (*Config, error) {
+	v := &validator{name: name}
+	c := &Config{}
+
+	d := &f.Device
+	if !ifname.MatchString(d.Name) {
+		v.fail("device.name", "%q is not a valid interface name; use up to 15 letters, digits, '_', '-' or '.'", d.Name)
+	}
+	if d.MTU < 1280 || d.MTU > 65535 {
+		// 1280 is the IPv6 minimum link MTU (RFC 8200 §5).
+		v.fail("device.mtu", "%d is out of range; use 1280-65535 (1280 is the IPv6 minimum)", d.MTU)
+	}
+	c.Device = Device{Name: d.Name, MTU: d.MTU, RouteTable: d.RouteTable, RulePriority: d.RulePriority}
+	c.Device.KernelIPv4 = v.hostPrefix("device.kernel_ipv4", d.KernelIPv4, true)
+	c.Device.KernelIPv6 = v.hostPrefix("device.kernel_ipv6", d.KernelIPv6, false)
+	c.Device.StackIPv4 = v.addrIn("device.stack_ipv4", d.StackIPv4, c.Device.KernelIPv4)
+	c.Device.StackIPv6 = v.addrIn("device.stack_ipv6", d.StackIPv6, c.Device.KernelIPv6)
+	// Tables 0 and 253-255 are the kernel's (unspec, default, main, local).
+	if d.RouteTable < 1 || d.RouteTable > 0xfffffff0 || (d.RouteTable >= 253 && d.RouteTable <= 255) {
+		v.fail("device.route_table", "%d is reserved or out of range; pick an unused table such as 7701", d.RouteTable)
+	}
+	// Priority 0 is the local-table rule; 32766/32767 are main and default.
+	if d.RulePriority < 1 || d.RulePriority >= 32766 {
+		v.fail("device.rule_priority", "%d must be 1-32765 so the rule runs before the main table", d.RulePriority)
+	}
+
+	o := &f.Outbound
+	for i, s := range o.Include {
+		c.Outbound.Include = append(c.Outbound.Include, v.prefix(fmt.Sprintf("outbound.include[%d]", i), s))
+	}
+	for i, s := range o.Exclude {
+		c.Outbound.Exclude = append(c.Outbound.Exclude, v.prefix(fmt.Sprintf("outbound.exclude[%d]", i), s))
+	}
+	for _, p := range c.Outbound.Include {
+		if p.IsValid() && (p.Overlaps(c.Device.KernelIPv4) || p.Overlaps(c.Device.KernelIPv6)) {
+			v.fail("outbound.include", "%s overlaps the device's own addresses; exclude them or change device.kernel_ipv4/6", p)
+		}
+	}
+	c.Outbound.NAT = o.NAT
+	c.Outbound.Policy = v.mode("outbound.policy", o.Policy)
+	for i, r := range o.Rules {
+		key := fmt.Sprintf("outbound.rule[%d]", i)
+		c.Outbound.Policies = append(c.Outbound.Policies, PolicyRule{
+			Prefix: v.prefix(key+".prefix", r.Prefix),
+			Ports:  v.ports(key+".ports", r.Ports),
+			Mode:   v.mode(key+".mode", r.Mode),
+		})
+	}
+
+	for i, s := range f.Service {
+		key := fmt.Sprintf("service[%d]", i)
+		if s.Name != "" {
+			key = fmt.Sprintf("service %q", s.Name)
+		}
+		svc := Service{Name: s.Name, Backend: s.Backend, ProxyProtocol: s.ProxyProtocol}
+		ap, err := netip.ParseAddrPort(s.Listen)
+		if err != nil || ap.Port() == 0 {
+			v.fail(key+".listen", "%q is not address:port; write it like \"10.254.78.1:443\" or \"[fd00::1]:443\"", s.Listen)
+		}
+		svc.Listen = ap
+		if _, port, err := net.SplitHostPort(s.Backend); err != nil || port == "" || port == "0" {
+			v.fail(key+".backend", "%q is not host:port; write it like \"127.0.0.1:8080\"", s.Backend)
+		}
+		svc.Policy = ModeOpportunistic
+		if s.Policy != "" {
+			svc.Policy = v.mode(key+".policy", s.Policy)
+		}
+		if s.HostPort < 0 || s.HostPort > 65535 {
+			v.fail(key+".host_port", "%d is out of range; use 0 (off) or 1-65535", s.HostPort)
+		}
+		svc.HostPort = uint16(s.HostPort)
+		for _, prev := range c.Services {
+			if prev.Listen == svc.Listen && svc.Listen.IsValid() {
+				v.fail(key+".listen", "%s is already used by another service; give each service its own address:port", svc.Listen)
+			}
+		}
+		c.Services = append(c.Services, svc)
+	}
+
+	cr := &f.Crypto
+	c.Crypto.TEPs = v.names("crypto.teps", cr.TEPs, KnownTEPs)
+	c.Crypto.AEADs = v.names("crypto.aeads", cr.AEADs, KnownAEADs)
+	c.Crypto.Resumption = cr.Resumption
+	if cr.ResumptionCacheSize < 0 || cr.ResumptionCacheSize > 1<<22 {
+		v.fail("crypto.resumption_cache_size", "%d is out of range; use 0-4194304 entries", cr.ResumptionCacheSize)
+	}
+	c.Crypto.ResumptionCacheSize = cr.ResumptionCacheSize
+	c.Crypto.ResumptionLifetime = v.duration("crypto.resumption_lifetime", cr.ResumptionLifetime)
+	c.Crypto.EphemeralKeyLifetime = v.duration("crypto.ephemeral_key_lifetime", cr.EphemeralKeyLifetime)
+	if c.Crypto.EphemeralKeyLifetime > time.Hour {
+		// RFC 8548 §3.3/§8: a reused key pair's lifetime MUST be limited
+		// as far as practical.
+		v.fail("crypto.ephemeral_key_lifetime", "%s is too long for a reused key pair; use at most 1h (0s = fresh per connection)", c.Crypto.EphemeralKeyLifetime)
+	}
+	if cr.RekeyAfterBytes < 0 {
+		v.fail("crypto.rekey_after_bytes", "%d is negative; use 0 (default) or a byte count", cr.RekeyAfterBytes)
+	}
+	c.Crypto.RekeyAfterBytes = uint64(max(cr.RekeyAfterBytes, 0))
+
+	ct := &f.Control
+	if ct.Socket == "" || !strings.HasPrefix(ct.Socket, "/") {
+		v.fail("control.socket", "%q must be an absolute path such as /run/tcpcryptd/control.sock", ct.Socket)
+	}
+	m, err := strconv.ParseUint(ct.Mode, 8, 32)
+	switch {
+	case err != nil || m > 0o777:
+		v.fail("control.mode", "%q is not an octal file mode; write it like \"0600\" or \"0660\"", ct.Mode)
+	case m&0o007 != 0:
+		v.fail("control.mode", "%q lets every local user control the daemon; use \"0600\" or \"0660\" with control.group", ct.Mode)
+	}
+	c.Control = Control{Socket: ct.Socket, Mode: os.FileMode(m), Group: ct.Group}
+
+	if f.Metrics.Listen != "" {
+		if _, err := netip.ParseAddrPort(f.Metrics.Listen); err != nil {
+			v.fail("metrics.listen", "%q is not address:port; write it like \"127.0.0.1:9477\" or leave it empty", f.Metrics.Listen)
+		}
+	}
+	c.Metrics.Listen = f.Metrics.Listen
+
+	switch f.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", "%q is not a level; use debug, info, warn or error", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "text", "json":
+	default:
+		v.fail("log.format", "%q is not a format; use text or json", f.Log.Format)
+	}
+	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, KeyLog: f.Log.KeyLog}
+
+	if v.err != nil {
+		return nil, v.err
+	}
+	return c, nil
+}
+
+// hostPrefix parses an address with its prefix length, e.g. "10.0.0.1/24".
+func (v *validator) hostPrefix(key, s string, want4 bool) netip.Prefix {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		v.fail(key, "%q is not address/length; write it like \"10.254.77.1/24\" or \"fd7c:e770::1/64\"", s)
+		return netip.Prefix{}
+	}
+	if p.Addr().Is4() != want4 {
+		fam := "IPv6"
+		if want4 {
+			fam = "IPv4"
+		}
+		v.fail(key, "%q is not an %s address", s, fam)
+	}
+	return p
+}
+
+// addrIn parses the stack address, which must sit in the kernel prefix (so
+// the kernel routes its return traffic into the device) and differ from the
+// kernel's own address.
+func (v *validator) addrIn(key, s string, in netip.Prefix) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		v.fail(key, "%q is not an IP address", s)
+		return netip.Addr{}
+	}
+	if in.IsValid() && (!in.Contains(a) || a == in.Addr()) {
+		v.fail(key, "%s must be inside %s and differ from the kernel's address %s", a, in.Masked(), in.Addr())
+	}
+	return a
+}
