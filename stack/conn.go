@@ -1,0 +1,177 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
+	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
+)
+
+// ErrNotEncrypted is returned by Conn.SessionID for a connection that is
+// not encrypted (ENO fell back or was off): RFC 8547 §5.1 requires an error
+// when no session ID is available (ENO-33).
+var ErrNotEncrypted = errors.New("stack: connection is not encrypted (no session ID)")
+
+// ErrENORequired is matched (errors.Is) by a *RefusedError.
+var ErrENORequired = errors.New("stack: encryption required but not negotiated")
+
+// RefusedError reports a connection refused (reset) because policy required
+// encryption and ENO fell back.
+type RefusedError struct {
+	Reason eno.Reason // why ENO fell back
+	Detail string
+}
+
+func (e *RefusedError) Error() string {
+	s := "stack: encryption required, refused: " + e.Reason.String()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrENORequired) true.
+func (e *RefusedError) Is(target error) bool { return target == ErrENORequired }
+
+// Negotiation describes how a connection's protection was settled.
+type Negotiation struct {
+	Mode      eno.Mode
+	Encrypted bool
+	// Reason says why the connection is not encrypted (eno.ReasonNone
+	// when it is).
+	Reason eno.Reason
+	Detail string
+	// The fields below are set only when Encrypted.
+	Role      eno.Role
+	TEP       kex.ID
+	AEAD      schedule.AEADID
+	Resumed   bool
+	SessionID []byte
+}
+
+// SessionInfo is what a caller can learn about a connection's encryption.
+// *Conn implements it.
+type SessionInfo interface {
+	// SessionID returns the tcpcrypt session ID, or ErrNotEncrypted.
+	SessionID() ([]byte, error)
+	Negotiation() Negotiation
+}
+
+var _ SessionInfo = (*Conn)(nil)
+var _ net.Conn = (*Conn)(nil)
+
+// Conn is a connection made by Dial or Listener.Accept: a *tcpcrypt.Conn
+// when ENO negotiated tcpcrypt, else the plain TCP connection.
+type Conn struct {
+	net.Conn // *tcpcrypt.Conn or *tcpStream
+
+	stream *tcpStream
+	tc     *tcpcrypt.Conn // nil when plain
+	neg    Negotiation
+	id     flowID
+
+	closeOnce sync.Once
+	release   func() // unlists the flow; nil if none
+}
+
+// flowID is a connection's 4-tuple in netip form (for logs and tables).
+type flowID struct {
+	Local, Remote string
+}
+
+// SessionID returns the session ID (RFC 8547 §5.1, RFC 8548 §3.4), or
+// ErrNotEncrypted (ENO-33).
+func (c *Conn) SessionID() ([]byte, error) {
+	if c.tc == nil {
+		return nil, ErrNotEncrypted
+	}
+	return append([]byte(nil), c.neg.SessionID...), nil
+}
+
+// Negotiation returns how the connection's protection was settled.
+func (c *Conn) Negotiation() Negotiation {
+	n := c.neg
+	n.SessionID = append([]byte(nil), n.SessionID...)
+	return n
+}
+
+// Encrypted reports whether the connection runs tcpcrypt.
+func (c *Conn) Encrypted() bool { return c.tc != nil }
+
+// TCPCrypt returns the tcpcrypt connection (nil when plain).
+func (c *Conn) TCPCrypt() *tcpcrypt.Conn { return c.tc }
+
+// CloseWrite half-closes the connection: a FINp frame then TCP FIN when
+// encrypted (RFC 8548 §3.7), a TCP FIN when plain.
+func (c *Conn) CloseWrite() error {
+	if c.tc != nil {
+		return c.tc.CloseWrite()
+	}
+	return c.stream.CloseWrite()
+}
+
+// CloseRead shuts down the reading side of the TCP connection.
+func (c *Conn) CloseRead() error { return c.stream.CloseRead() }
+
+// Close closes the connection and forgets its ENO flow state.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(c.done)
+	return err
+}
+
+// Abort resets the connection (TCP RST) and forgets its flow state.
+func (c *Conn) Abort() {
+	c.stream.Abort()
+	c.closeOnce.Do(c.done)
+}
+
+func (c *Conn) done() {
+	if c.release != nil {
+		c.release()
+	}
+}
+
+// String names the connection for logs.
+func (c *Conn) String() string {
+	state := "plain"
+	if c.tc != nil {
+		state = fmt.Sprintf("tcpcrypt/%v/%v", c.neg.TEP, c.neg.AEAD)
+	}
+	return fmt.Sprintf("%s->%s %s", c.id.Local, c.id.Remote, state)
+}
+
+// tcpStream is a gVisor TCP connection as a net.Conn that can also be
+// reset: tcpcrypt aborts a stream through SetLinger(0) and Close, as with a
+// *net.TCPConn (RFC 8548 §3.3, §3.6).
+type tcpStream struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
+	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}
+}
+
+// SetLinger sets SO_LINGER like (*net.TCPConn).SetLinger: sec < 0 turns it
+// off, 0 makes Close send a RST and drop unsent data.
+func (t *tcpStream) SetLinger(sec int) error {
+	t.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: sec >= 0, Timeout: time.Duration(max(sec, 0)) * time.Second})
+	return nil
+}
+
+// Abort resets the connection.
+func (t *tcpStream) Abort() {
+	_ = t.SetLinger(0)
+	_ = t.TCPConn.Close()
+}

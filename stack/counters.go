@@ -1,0 +1,93 @@
+package stack
+
+import (
+	"sync/atomic"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+)
+
+// maxReasons bounds the eno.Reason values counted individually; larger
+// values share the last slot.
+const maxReasons = 32
+
+// Counters are the per-packet and per-flow event counters of a Stack's ENO
+// shim and connection layer. Per-packet events are counted, never logged.
+// All fields are updated atomically; read them with Snapshot.
+type Counters struct {
+	// Shim, outgoing.
+	Rewrites      atomic.Uint64 // segments grown by an ENO option
+	NoRoom        atomic.Uint64 // ENO option wanted but the segment had no room (options or MTU)
+	RewriteErrors atomic.Uint64 // segments the shim could not parse or rewrite
+	Unregistered  atomic.Uint64 // outgoing SYNs of flows nobody registered (sent without ENO)
+
+	// Shim, incoming.
+	Inspected      atomic.Uint64 // incoming segments handed to a negotiator
+	BadChecksum    atomic.Uint64 // incoming segments not given to a negotiator: bad checksum
+	OutOfWindow    atomic.Uint64 // incoming segments not given to a negotiator: ACK of the wrong ISN
+	SYNDataDropped atomic.Uint64 // SYN payloads discarded (RFC 8547 §4.7)
+
+	// Flow table.
+	FlowsCreated   atomic.Uint64
+	FlowsRemoved   atomic.Uint64
+	FlowsExpired   atomic.Uint64 // removed by the half-open / unclaimed timeout
+	FlowTableFull  atomic.Uint64 // flows refused because the table was full
+	FlowsReplaced  atomic.Uint64 // a new SYN for a 4-tuple whose old flow was still listed
+	NoFlowAtAccept atomic.Uint64 // accepted connections whose flow state was gone
+
+	// Negotiation outcomes.
+	Enabled   atomic.Uint64
+	Fallbacks [maxReasons]atomic.Uint64 // indexed by eno.Reason
+
+	// Connection layer.
+	Handshakes       atomic.Uint64 // tcpcrypt handshakes completed
+	HandshakeErrors  atomic.Uint64
+	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
+}
+
+func (c *Counters) fallback(r eno.Reason) {
+	i := int(r)
+	if i >= maxReasons {
+		i = maxReasons - 1
+	}
+	c.Fallbacks[i].Add(1)
+}
+
+// Fallback returns how many flows fell back to plain TCP for reason r.
+func (c *Counters) Fallback(r eno.Reason) uint64 {
+	i := int(r)
+	if i >= maxReasons {
+		i = maxReasons - 1
+	}
+	return c.Fallbacks[i].Load()
+}
+
+// Snapshot returns the counters as name → value, with fallbacks named
+// "fallback-<reason>" (only non-zero ones).
+func (c *Counters) Snapshot() map[string]uint64 {
+	m := map[string]uint64{
+		"rewrites":          c.Rewrites.Load(),
+		"no-room":           c.NoRoom.Load(),
+		"rewrite-errors":    c.RewriteErrors.Load(),
+		"unregistered-syn":  c.Unregistered.Load(),
+		"inspected":         c.Inspected.Load(),
+		"bad-checksum":      c.BadChecksum.Load(),
+		"out-of-window":     c.OutOfWindow.Load(),
+		"syn-data-dropped":  c.SYNDataDropped.Load(),
+		"flows-created":     c.FlowsCreated.Load(),
+		"flows-removed":     c.FlowsRemoved.Load(),
+		"flows-expired":     c.FlowsExpired.Load(),
+		"flow-table-full":   c.FlowTableFull.Load(),
+		"flows-replaced":    c.FlowsReplaced.Load(),
+		"no-flow-at-accept": c.NoFlowAtAccept.Load(),
+		"enabled":           c.Enabled.Load(),
+		"handshakes":        c.Handshakes.Load(),
+		"handshake-errors":  c.HandshakeErrors.Load(),
+		"required-refusals": c.RequiredRefusals.Load(),
+	}
+	for i := range c.Fallbacks {
+		if v := c.Fallbacks[i].Load(); v != 0 {
+			m["fallback-"+eno.Reason(i).String()] = v
+		}
+	}
+	return m
+}

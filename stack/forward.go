@@ -1,0 +1,156 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+)
+
+// ForwarderOptions configure the outbound forwarder.
+type ForwarderOptions struct {
+	// Egress4 and Egress6 are the source addresses of outer connections
+	// (the stack needs Spoofing if they are not assigned to it). An
+	// invalid address means: the route's source address.
+	Egress4, Egress6 netip.Addr
+	// Policy gives the ENO mode per original destination.
+	Policy *Policy
+	// MaxInFlight bounds connections whose outer leg is being set up
+	// (default 1024); more SYNs are dropped (gVisor counts them in
+	// TCP.ForwardMaxInFlightDrop) and the client retransmits.
+	MaxInFlight int
+	// DialTimeout bounds the outer dial, tcpcrypt handshake included
+	// (default 30s).
+	DialTimeout time.Duration
+}
+
+// Forwarder transparently upgrades TCP connections routed into the stack:
+// for every SYN to an address that no listener serves, it dials the
+// original destination from the egress address with ENO offered, and only
+// then completes the inner handshake (Complete(false)), or resets it
+// (Complete(true)) if the dial failed, so refusals and timeouts reach the
+// application as they would without us. Then it relays.
+//
+// gVisor starts one goroutine per SYN (at most MaxInFlight setting up);
+// each becomes the owner of its relay. Close resets every relayed
+// connection and waits for those goroutines.
+type Forwarder struct {
+	st   *Stack
+	opts ForwarderOptions
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool           // guarded by mu
+	wg     sync.WaitGroup // handler goroutines; Add under mu
+}
+
+// StartForwarder installs the outbound forwarder as the stack's handler for
+// TCP segments no endpoint claims. The stack should be promiscuous (to see
+// SYNs for any destination) and spoofing (to answer as that destination).
+func (s *Stack) StartForwarder(o ForwarderOptions) (*Forwarder, error) {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1024
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 30 * time.Second
+	}
+	s.lmu.Lock()
+	if s.closed {
+		s.lmu.Unlock()
+		return nil, errors.New("stack: closed")
+	}
+	if s.forwarder != nil {
+		s.lmu.Unlock()
+		return nil, errors.New("stack: forwarder already running")
+	}
+	f := &Forwarder{st: s, opts: o}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	s.forwarder = f
+	s.lmu.Unlock()
+	fwd := tcp.NewForwarder(s.gv, 0, o.MaxInFlight, f.handle)
+	h := fwd.HandlePacket
+	s.unclaimed.Store(&h)
+	return f, nil
+}
+
+// Close stops forwarding new connections, resets the relayed ones and
+// waits for every handler goroutine.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	f.mu.Unlock()
+	f.st.unclaimed.Store(nil)
+	f.cancel() // aborts dials and relays
+	f.wg.Wait()
+	f.st.lmu.Lock()
+	if f.st.forwarder == f {
+		f.st.forwarder = nil
+	}
+	f.st.lmu.Unlock()
+	return nil
+}
+
+// handle runs on gVisor's goroutine for one SYN.
+func (f *Forwarder) handle(r *tcp.ForwarderRequest) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		r.Complete(true)
+		return
+	}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	defer f.wg.Done()
+	if err := f.forward(r); err != nil {
+		f.st.log.Debug("forward", "err", err)
+	}
+}
+
+func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
+	s := f.st
+	id := r.ID()
+	dst := netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort)
+	client := netip.AddrPortFrom(netipFrom(id.RemoteAddress), id.RemotePort)
+	e := s.table.add(Outbound, Tuple{Local: dst, Remote: client}, Tuple{Remote: dst}, time.Now())
+
+	src := f.opts.Egress4
+	if dst.Addr().Is6() {
+		src = f.opts.Egress6
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, f.opts.DialTimeout)
+	outer, err := s.Dial(ctx, netip.AddrPortFrom(src, 0), dst, f.opts.Policy)
+	cancel()
+	if err != nil {
+		s.table.remove(e)
+		r.Complete(true) // RST: the application sees a refusal, as without us
+		return fmt.Errorf("outer dial %v: %w", dst, err)
+	}
+	s.table.setOuter(e, tupleOf(outer), outer.Negotiation())
+
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		s.table.remove(e)
+		r.Complete(true)
+		outer.Abort()
+		return fmt.Errorf("inner endpoint for %v: %s", client, terr)
+	}
+	r.Complete(false)
+	inner := &Conn{stream: newTCPStream(ep, &wq), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
+	inner.Conn = inner.stream
+	inner.id = flowID{Local: dst.String(), Remote: client.String()}
+	return s.relay(f.ctx, e, inner, outer)
+}

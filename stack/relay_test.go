@@ -1,0 +1,424 @@
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
+)
+
+// trio is the outbound topology:
+//
+//	client C (plain, 10.1.0.1) --> forwarder F (promiscuous, egress 10.3.0.1) --> server S (10.2.0.2)
+//
+// C routes everything to F; S routes everything to F; F routes C's and
+// S's prefixes to them. F answers C as the server (spoofing) and dials S
+// from its egress address with ENO offered.
+type trio struct {
+	c, f, s    *Stack
+	fwd        *Forwarder
+	hub        *wiretest.Hub
+	pc, pf, ps *wiretest.Port
+	capFS      *wiretest.Capture // F -> S
+	capSF      *wiretest.Capture // S -> F
+}
+
+var (
+	addrC4, addrC6 = netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("fd01::1")
+	addrS4, addrS6 = netip.MustParseAddr("10.2.0.2"), netip.MustParseAddr("fd02::2")
+	addrF4, addrF6 = netip.MustParseAddr("10.3.0.1"), netip.MustParseAddr("fd03::1")
+)
+
+func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mk := func(name string, o Options, addrs ...netip.Prefix) (*Stack, *channel.Endpoint) {
+		ep := channel.New(4096, testMTU, "")
+		o.Link, o.Logger, o.Addresses = ep, log.With("stack", name), addrs
+		st, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, ep
+	}
+	tr := &trio{capFS: wiretest.NewCapture(0), capSF: wiretest.NewCapture(0)}
+	var ec, ef, es *channel.Endpoint
+	tr.c, ec = mk("c", Options{NoENO: true}, netip.MustParsePrefix("10.1.0.1/24"), netip.MustParsePrefix("fd01::1/64"))
+	tr.f, ef = mk("f", Options{Promiscuous: true, Spoofing: true}, netip.MustParsePrefix("10.3.0.1/24"), netip.MustParsePrefix("fd03::1/64"))
+	tr.s, es = mk("s", Options{NoENO: !serverENO}, netip.MustParsePrefix("10.2.0.2/24"), netip.MustParsePrefix("fd02::2/64"))
+	h := wiretest.New(wiretest.Options{Logf: t.Logf})
+	tr.hub = h
+	tr.pc, tr.pf, tr.ps = h.Attach("c", ec), h.Attach("f", ef), h.Attach("s", es)
+	for _, all := range []string{"0.0.0.0/0", "::/0"} {
+		h.Route(tr.pc, netip.MustParsePrefix(all), tr.pf)
+		h.Route(tr.ps, netip.MustParsePrefix(all), tr.pf)
+	}
+	for _, r := range []struct {
+		pfx string
+		to  *wiretest.Port
+	}{{"10.1.0.0/24", tr.pc}, {"fd01::/64", tr.pc}, {"10.2.0.0/24", tr.ps}, {"fd02::/64", tr.ps}} {
+		h.Route(tr.pf, netip.MustParsePrefix(r.pfx), r.to)
+	}
+	h.SetHook(tr.pf, tr.ps, tr.capFS.Hook(nil))
+	h.SetHook(tr.ps, tr.pf, tr.capSF.Hook(hookSF))
+	h.Start()
+	fo.Egress4, fo.Egress6 = addrF4, addrF6
+	var err error
+	if tr.fwd, err = tr.f.StartForwarder(fo); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tr.c.Close()
+		tr.f.Close()
+		tr.s.Close()
+		h.Close()
+		checkGoroutines(t, before)
+	})
+	return tr
+}
+
+// serverHalfClose is S's application: it reads the request to EOF, then
+// answers with reply and half-closes. It reports what it read and its
+// session info on got.
+type served struct {
+	req []byte
+	neg Negotiation
+	err error
+}
+
+func serveOnce(t *testing.T, l *Listener, reply []byte) <-chan served {
+	got := make(chan served, 1)
+	go func() {
+		c, err := l.AcceptConn(ctxT(t))
+		if err != nil {
+			got <- served{err: err}
+			return
+		}
+		defer c.Close()
+		req, err := io.ReadAll(c)
+		if err != nil {
+			got <- served{err: err}
+			return
+		}
+		if _, err := c.Write(reply); err != nil {
+			got <- served{err: err}
+			return
+		}
+		got <- served{req: req, neg: c.Negotiation(), err: c.CloseWrite()}
+	}()
+	return got
+}
+
+// Outbound: a plain client's connection is upgraded by the forwarder to an
+// encrypted one, half-closes cross both ways, the table describes it while
+// it runs, and no plaintext crosses the outer leg.
+func TestForwarderUpgrades(t *testing.T) {
+	for _, fam := range families() {
+		t.Run(fam.name, func(t *testing.T) {
+			tr := newTrio(t, true, ForwarderOptions{}, nil)
+			dst := addrS4
+			if fam.v6 {
+				dst = addrS6
+			}
+			l, err := tr.s.Listen(dst, 80, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			req := pattern(300<<10, "FWD-PLAINTEXT-REQ|")
+			reply := pattern(200<<10, "FWD-PLAINTEXT-REPLY|")
+			got := serveOnce(t, l, reply)
+
+			ctx := ctxT(t)
+			c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(dst, 80), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// The table lists the connection while it relays.
+			var info ConnInfo
+			for {
+				if l := tr.f.Table().List(); len(l) == 1 && l[0].Encrypted {
+					info = l[0]
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("table: %+v", tr.f.Table().List())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if info.Direction != Outbound || info.Inner.Local != netip.AddrPortFrom(dst, 80) ||
+				info.Inner.Remote.Addr() != c.stream.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap() ||
+				info.Outer.Remote != netip.AddrPortFrom(dst, 80) || info.Outer.Local.Addr() != map[bool]netip.Addr{false: addrF4, true: addrF6}[fam.v6] {
+				t.Fatalf("table entry %+v", info)
+			}
+			if _, err := c.Write(req); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sv := <-got
+			if sv.err != nil {
+				t.Fatal(sv.err)
+			}
+			if !bytes.Equal(sv.req, req) || !bytes.Equal(resp, reply) {
+				t.Fatalf("data: server got %d/%d bytes, client %d/%d", len(sv.req), len(req), len(resp), len(reply))
+			}
+			if !sv.neg.Encrypted || !bytes.Equal(sv.neg.SessionID, info.SessionID) {
+				t.Fatalf("server negotiation %+v, table session %x", sv.neg, info.SessionID)
+			}
+			if c.Encrypted() {
+				t.Fatal("the inner (client) leg must be plain")
+			}
+			for _, capt := range []*wiretest.Capture{tr.capFS, tr.capSF} {
+				var wire []byte
+				for _, s := range capt.Segments() {
+					wire = append(wire, s.Payload...)
+				}
+				if bytes.Contains(wire, []byte("FWD-PLAINTEXT")) {
+					t.Fatal("plaintext on the outer leg")
+				}
+			}
+			c.Close()
+			waitFor(t, func() bool { return tr.f.Table().Len() == 0 && tr.f.Flows() == 0 }, "table and flows empty")
+		})
+	}
+}
+
+// A server without ENO: the outer leg falls back to plain TCP and the
+// table records why.
+func TestForwarderFallback(t *testing.T) {
+	tr := newTrio(t, false, ForwarderOptions{}, nil)
+	l, err := tr.s.Listen(addrS4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := serveOnce(t, l, []byte("plain reply"))
+	c, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var info ConnInfo
+	waitFor(t, func() bool {
+		l := tr.f.Table().List()
+		if len(l) == 1 && l[0].State == StateRelaying {
+			info = l[0]
+			return true
+		}
+		return false
+	}, "relaying entry")
+	if info.Encrypted || info.Reason != eno.ReasonNoENO || info.Direction != Outbound || info.Start.IsZero() {
+		t.Fatalf("entry %+v", info)
+	}
+	c.Write([]byte("plain request"))
+	waitFor(t, func() bool {
+		l := tr.f.Table().List()
+		return len(l) == 1 && l[0].BytesInnerToOuter == uint64(len("plain request")) && l[0].BytesOuterToInner == 0
+	}, "bytes counted")
+	c.CloseWrite()
+	resp, err := io.ReadAll(c)
+	if err != nil || string(resp) != "plain reply" {
+		t.Fatalf("reply %q %v", resp, err)
+	}
+	if sv := <-got; string(sv.req) != "plain request" {
+		t.Fatalf("request %q", sv.req)
+	}
+}
+
+// The inner handshake completes only once the outer one succeeded: a
+// refused or unreachable destination reaches the client as a reset, and a
+// required policy refuses a server without ENO.
+func TestForwarderNeverLies(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		tr := newTrio(t, true, ForwarderOptions{}, nil)
+		_, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 9), nil)
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("dial: %v, want refused", err)
+		}
+		if tr.f.Table().Len() != 0 {
+			t.Fatal("table entry left")
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		drop := func(*wiretest.Packet) wiretest.Verdict { return wiretest.Verdict{Drop: true} }
+		tr := newTrio(t, true, ForwarderOptions{DialTimeout: 300 * time.Millisecond}, drop)
+		start := time.Now()
+		_, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+		if err == nil {
+			t.Fatal("dial through a black hole succeeded")
+		}
+		t.Logf("after %v: %v", time.Since(start), err)
+	})
+	t.Run("required", func(t *testing.T) {
+		tr := newTrio(t, false, ForwarderOptions{Policy: &Policy{Default: eno.ModeRequired}}, nil)
+		l, err := tr.s.Listen(addrS4, 80, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if _, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil); err == nil {
+			t.Fatal("dial succeeded although encryption is required")
+		}
+		if tr.f.Counters().RequiredRefusals.Load() != 1 {
+			t.Fatal("refusal not counted")
+		}
+	})
+}
+
+// An authentication failure on the outer leg aborts both legs: the client
+// sees a reset, never corrupted data or a clean EOF.
+func TestForwarderAuthFailureAbortsBoth(t *testing.T) {
+	var armed atomic.Bool
+	tr := newTrio(t, true, ForwarderOptions{}, wiretest.FlipPayloadBit(func(wiretest.Segment) bool { return armed.Load() }, 20, 1))
+	l, err := tr.s.Listen(addrS4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := ctxT(t)
+	srv := make(chan *Conn, 1)
+	go func() {
+		c, err := l.AcceptConn(ctx)
+		if err == nil {
+			srv <- c
+		}
+	}()
+	c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-srv
+	defer s.Close()
+	armed.Store(true)
+	s.Write(pattern(3000, "tamper"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.ReadAll(c)
+	if err == nil || len(n) != 0 {
+		t.Fatalf("client read %d bytes, err %v; want a reset and no data", len(n), err)
+	}
+	waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "table empty")
+}
+
+// Inbound: a service terminates tcpcrypt and relays the plaintext to a
+// backend on a kernel socket, with half-closes carried across.
+func TestServiceRelaysToBackend(t *testing.T) {
+	p := newPair(t, pairOpts{})
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("no loopback TCP: %v", err)
+	}
+	defer backend.Close()
+	type seen struct {
+		preamble string
+		body     []byte
+	}
+	seenc := make(chan seen, 1)
+	go func() {
+		bc, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer bc.Close()
+		r := bufio.NewReader(bc)
+		line, _ := r.ReadString('\n')
+		body, _ := io.ReadAll(r)
+		bc.Write(bytes.ToUpper(body))
+		bc.(*net.TCPConn).CloseWrite()
+		seenc <- seen{line, body}
+	}()
+	dial := func(ctx context.Context, c *Conn) (net.Conn, error) {
+		var d net.Dialer
+		bc, err := d.DialContext(ctx, "tcp", backend.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		sid, _ := c.SessionID()
+		if _, err := bc.Write([]byte("SID " + hex.EncodeToString(sid) + "\n")); err != nil {
+			bc.Close()
+			return nil, err
+		}
+		return bc, nil
+	}
+	sv, err := p.b.Serve(addrB6, 443, nil, dial, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sv.Close()
+	c, err := p.a.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrB6, 443), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sid, err := c.SessionID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := pattern(100<<10, "inbound body ")
+	c.Write(msg)
+	c.CloseWrite()
+	resp, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-seenc
+	if s.preamble != "SID "+hex.EncodeToString(sid)+"\n" || !bytes.Equal(s.body, msg) || !bytes.Equal(resp, bytes.ToUpper(msg)) {
+		t.Fatalf("preamble %q, body %d bytes, resp %d bytes", s.preamble, len(s.body), len(resp))
+	}
+	waitFor(t, func() bool { return p.b.Table().Len() == 0 }, "table empty")
+}
+
+// A failing backend dial resets the inbound connection.
+func TestServiceBackendFailure(t *testing.T) {
+	p := newPair(t, pairOpts{})
+	sv, err := p.b.Serve(addrB4, 443, nil, func(context.Context, *Conn) (net.Conn, error) {
+		return nil, errors.New("backend down")
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sv.Close()
+	c, err := p.a.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrB4, 443), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err == nil {
+		t.Fatal("clean EOF, want a reset")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,118 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// BackendDialer connects an inbound connection to its backend (usually a
+// local kernel socket). It may write a preamble (e.g. a PROXY header
+// carrying c's session ID) before returning. A returned *net.TCPConn is
+// reset with SO_LINGER 0 when the relay aborts.
+type BackendDialer func(ctx context.Context, c *Conn) (net.Conn, error)
+
+// Service terminates inbound connections on one address and port: it
+// accepts them with ENO answered (host B) and relays the decrypted stream
+// to a backend.
+//
+// One goroutine accepts; each connection gets a goroutine owning its
+// backend dial and relay. Close stops accepting, resets the relayed
+// connections and waits for every goroutine.
+type Service struct {
+	st      *Stack
+	l       *Listener
+	dial    BackendDialer
+	timeout time.Duration
+
+	ctx       context.Context // cancelled by Close: aborts dials and relays
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Serve listens on addr and port with policy p and relays every accepted
+// connection to the backend dial returns. dialTimeout bounds dial
+// (default 10s).
+func (s *Stack) Serve(addr netip.Addr, port uint16, p *Policy, dial BackendDialer, dialTimeout time.Duration) (*Service, error) {
+	if dial == nil {
+		return nil, errors.New("stack: Serve needs a backend dialer")
+	}
+	if dialTimeout <= 0 {
+		dialTimeout = 10 * time.Second
+	}
+	l, err := s.Listen(addr, port, p)
+	if err != nil {
+		return nil, err
+	}
+	sv := &Service{st: s, l: l, dial: dial, timeout: dialTimeout}
+	sv.ctx, sv.cancel = context.WithCancel(context.Background())
+	s.lmu.Lock()
+	if s.closed {
+		s.lmu.Unlock()
+		l.Close()
+		return nil, errors.New("stack: closed")
+	}
+	s.services[sv] = struct{}{}
+	s.lmu.Unlock()
+	sv.wg.Add(1)
+	go sv.acceptLoop()
+	return sv, nil
+}
+
+// Addr returns the service's listening address.
+func (sv *Service) Addr() net.Addr { return sv.l.Addr() }
+
+// Close stops the service, resets its relayed connections and waits.
+func (sv *Service) Close() error {
+	sv.closeOnce.Do(func() {
+		sv.cancel()
+		sv.l.Close()
+		sv.wg.Wait()
+		sv.st.lmu.Lock()
+		delete(sv.st.services, sv)
+		sv.st.lmu.Unlock()
+	})
+	return nil
+}
+
+// acceptLoop accepts until the service closes.
+func (sv *Service) acceptLoop() {
+	defer sv.wg.Done()
+	for {
+		c, err := sv.l.AcceptConn(sv.ctx)
+		if err != nil {
+			return
+		}
+		sv.wg.Add(1)
+		go sv.serve(c)
+	}
+}
+
+// serve owns one inbound connection: backend dial, then relay.
+func (sv *Service) serve(c *Conn) {
+	defer sv.wg.Done()
+	s := sv.st
+	e := s.table.add(Inbound, Tuple{}, tupleOf(c), time.Now())
+	s.table.setOuter(e, tupleOf(c), c.Negotiation())
+	ctx, cancel := context.WithTimeout(sv.ctx, sv.timeout)
+	b, err := sv.dial(ctx, c)
+	cancel()
+	if err != nil {
+		c.Abort()
+		s.table.remove(e)
+		s.log.Debug("backend dial failed", "conn", c.String(), "err", err)
+		return
+	}
+	s.table.setInner(e, tupleOf(b))
+	var leg relayLeg = netLeg{b}
+	if rl, ok := b.(relayLeg); ok {
+		leg = rl
+	}
+	if err := s.relay(sv.ctx, e, leg, c); err != nil {
+		s.log.Debug("inbound relay ended", "conn", c.String(), "err", err)
+	}
+}

@@ -1,0 +1,467 @@
+package stack
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+)
+
+// maxHeaderPrefix is the most header bytes an IPv4 or IPv6 TCP packet can
+// have before its payload (60-byte IPv4 header, 60-byte TCP header).
+const maxHeaderPrefix = header.IPv4MaximumHeaderSize + header.TCPHeaderMaximumSize
+
+// passiveFactory returns the flow spec for an incoming SYN-only segment
+// with the given 4-tuple (local point of view), or false to leave the
+// connection without ENO state (plain TCP, or no listener at all).
+type passiveFactory func(id gvstack.TransportEndpointID) (flowSpec, bool)
+
+// shim is the ENO link-layer shim: a nested link endpoint between gVisor's
+// NIC and the real link endpoint. It appends ENO options to the TCP segments
+// the stack sends, and shows the TCP segments the stack receives to the
+// flow's ENO negotiator before the stack sees them (RFC 8547 §4.6), so the
+// negotiation outcome is known when Connect or Accept returns.
+//
+// Like gVisor's sniffer it overrides only WritePackets and
+// DeliverNetworkPacket; everything else is nested.Endpoint's pass-through.
+type shim struct {
+	nested.Endpoint
+
+	flows    *flowTable
+	counters *Counters
+	factory  atomic.Pointer[passiveFactory]
+	// trustRX: the child validates checksums (CapabilityRXChecksumOffload),
+	// so the shim need not check them before feeding a negotiator.
+	trustRX bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ gvstack.LinkEndpoint = (*shim)(nil)
+var _ gvstack.NetworkDispatcher = (*shim)(nil)
+var _ gvstack.GSOEndpoint = (*shim)(nil)
+
+// newShim wraps child. It starts the flow sweeper, which runs every
+// sweepEvery until close.
+func newShim(child gvstack.LinkEndpoint, flows *flowTable, c *Counters, sweepEvery time.Duration) *shim {
+	s := &shim{
+		flows:    flows,
+		counters: c,
+		trustRX:  child.Capabilities()&gvstack.CapabilityRXChecksumOffload != 0,
+		stop:     make(chan struct{}),
+	}
+	s.Endpoint.Init(child, s)
+	s.wg.Add(1)
+	go s.sweeper(sweepEvery)
+	return s
+}
+
+func (s *shim) setFactory(f passiveFactory) { s.factory.Store(&f) }
+
+// sweeper drops stale flows until stopSweeper. It exits when s.stop closes.
+func (s *shim) sweeper(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.flows.sweep()
+		}
+	}
+}
+
+// stopSweeper stops the sweeper goroutine and waits for it.
+func (s *shim) stopSweeper() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.wg.Wait()
+}
+
+// WritePackets implements gvstack.LinkEndpoint. Segments of flows whose
+// negotiator wants an ENO option are rebuilt with the option appended; the
+// rest go down unchanged.
+func (s *shim) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
+	if s.flows.busy.Load() == 0 && !anySYNOnly(pkts) {
+		// Fast path: no flow wants an option. (SYNs take the slow path so
+		// that those of connections opened around Dial are counted.)
+		return s.Endpoint.WritePackets(pkts)
+	}
+	var out gvstack.PacketBufferList
+	var mine []*gvstack.PacketBuffer
+	for _, pkt := range pkts.AsSlice() {
+		if np := s.outgoing(pkt); np != nil {
+			out.PushBack(np)
+			mine = append(mine, np)
+			continue
+		}
+		out.PushBack(pkt)
+	}
+	n, err := s.Endpoint.WritePackets(out)
+	// The child does not take our references (it clones what it keeps).
+	for _, p := range mine {
+		p.DecRef()
+	}
+	return n, err
+}
+
+// outgoing handles one outgoing packet; it returns a replacement packet
+// (owned by the caller) or nil to send pkt as it is.
+func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
+	if pkt.TransportProtocolNumber != header.TCPProtocolNumber ||
+		pkt.NetworkProtocolNumber != header.IPv4ProtocolNumber && pkt.NetworkProtocolNumber != header.IPv6ProtocolNumber {
+		return nil
+	}
+	var hb [maxHeaderPrefix]byte
+	hdr := hb[:0]
+	hdr = append(hdr, pkt.NetworkHeader().Slice()...)
+	hdr = append(hdr, pkt.TransportHeader().Slice()...)
+	seg, err := parseSegment(hdr, pkt.Size()-len(pkt.LinkHeader().Slice()))
+	if err != nil {
+		return nil
+	}
+	id := gvstack.TransportEndpointID{
+		LocalPort: seg.srcPort, LocalAddress: seg.src,
+		RemotePort: seg.dstPort, RemoteAddress: seg.dst,
+	}
+	f := s.flows.lookup(id)
+	if f == nil {
+		if seg.syn() && !seg.ackf() {
+			s.counters.Unregistered.Add(1) // sent without ENO: nobody registered the flow
+		}
+		return nil
+	}
+	if seg.rst() {
+		// Decision: RFC 8547 §4.6 asks for ENO in "every segment" until a
+		// non-SYN segment arrives; a RST ends the connection, so an option
+		// on it could serve no purpose. RSTs are never grown nor shown to
+		// the negotiator (eno.Negotiator documents the same contract).
+		return nil
+	}
+	f.mu.Lock()
+	if f.quiet {
+		f.mu.Unlock()
+		return nil
+	}
+	if seg.syn() {
+		f.localISN, f.haveLocalISN = seg.seq, true
+	}
+	opt := f.spec.neg.Outgoing(seg.syn(), seg.ackf())
+	if !seg.syn() {
+		if opt == nil {
+			f.sentPlain = true
+		}
+		if !f.sentNonSYN {
+			f.sentNonSYN = true
+			s.replayPending(f)
+		}
+	}
+	s.flows.update(f)
+	f.mu.Unlock()
+	if opt == nil {
+		return nil
+	}
+	// Slow path: flatten, append, rebuild.
+	flat := make([]byte, 0, pkt.Size())
+	for _, v := range pkt.AsSlices() {
+		flat = append(flat, v...)
+	}
+	link := len(pkt.LinkHeader().Slice())
+	ipPkt := flat[link:]
+	// The rewritten packet is never a GSO super-packet, so it must fit the
+	// MTU whatever the original was.
+	//
+	// Decision: RFC 8547 §4.6 wants 45 02 on every segment of the active
+	// opener until it receives a non-SYN segment. With tcpcrypt that window
+	// holds only the third segment (a pure ACK) and Init1 (about 80 bytes):
+	// A sends no application data before Init2, a non-SYN segment, arrives.
+	// A segment too big to grow (only possible with a TEP that sends bulk
+	// data early) is sent without the option and counted in NoRoom rather
+	// than exceeding the MTU.
+	grown, err := appendOption(ipPkt, &seg, opt, int(s.MTU()))
+	if err != nil {
+		switch segmentReason(err) {
+		case SegNoOptionSpace, SegExceedsMTU:
+			s.counters.NoRoom.Add(1)
+		default:
+			s.counters.RewriteErrors.Add(1)
+		}
+		return nil
+	}
+	s.counters.Rewrites.Add(1)
+	return rebuildOutgoing(pkt, flat[:link], grown, &seg)
+}
+
+// anySYNOnly reports whether pkts hold an outgoing TCP SYN without ACK.
+func anySYNOnly(pkts gvstack.PacketBufferList) bool {
+	for _, pkt := range pkts.AsSlice() {
+		if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
+			continue
+		}
+		th := pkt.TransportHeader().Slice()
+		if len(th) >= header.TCPMinimumSize && header.TCP(th).Flags()&(header.TCPFlagSyn|header.TCPFlagAck) == header.TCPFlagSyn {
+			return true
+		}
+	}
+	return false
+}
+
+// rebuildOutgoing makes a new outgoing PacketBuffer from the rewritten IP
+// packet b, keeping pkt's metadata but not its GSO options: b carries a
+// complete checksum and is never a GSO super-packet.
+func rebuildOutgoing(pkt *gvstack.PacketBuffer, link, b []byte, seg *segment) *gvstack.PacketBuffer {
+	hl := seg.ipHdrLen + seg.tcpHdrLen
+	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
+		ReserveHeaderBytes: len(link) + hl,
+		Payload:            buffer.MakeWithData(b[hl:]),
+	})
+	copy(np.TransportHeader().Push(seg.tcpHdrLen), b[seg.ipHdrLen:hl])
+	copy(np.NetworkHeader().Push(seg.ipHdrLen), b[:seg.ipHdrLen])
+	if len(link) > 0 {
+		copy(np.LinkHeader().Push(len(link)), link)
+	}
+	np.NetworkProtocolNumber = pkt.NetworkProtocolNumber
+	np.TransportProtocolNumber = pkt.TransportProtocolNumber
+	np.EgressRoute = pkt.EgressRoute
+	np.Hash = pkt.Hash
+	np.Owner = pkt.Owner
+	np.PktType = pkt.PktType
+	np.Mark = pkt.Mark
+	np.NICID = pkt.NICID
+	return np
+}
+
+// DeliverNetworkPacket implements gvstack.NetworkDispatcher: it records
+// incoming TCP segments in their flow's negotiator (creating a passive flow
+// for a SYN-only segment) and then hands the packet to the stack, without
+// its payload when RFC 8547 §4.7 says SYN data must be discarded.
+func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer) {
+	if proto != header.IPv4ProtocolNumber && proto != header.IPv6ProtocolNumber {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	size := pkt.Data().Size()
+	hdr, ok := pkt.Data().PullUp(min(size, maxHeaderPrefix))
+	if !ok {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	seg, err := parseSegment(hdr, size)
+	if err != nil {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	synOnly := seg.syn() && !seg.ackf()
+	if !synOnly && s.flows.busy.Load() == 0 {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	if seg.rst() {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	switch s.incoming(pkt, hdr, &seg) {
+	case inStrip:
+		s.deliverStripped(proto, pkt, &seg)
+	case inRefuse:
+		s.refuse(&seg)
+	default:
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+	}
+}
+
+// inAction is what to do with an incoming segment after the shim saw it.
+type inAction uint8
+
+const (
+	inDeliver inAction = iota // hand it to the stack unchanged
+	inStrip                   // hand it over without its payload (RFC 8547 §4.7)
+	inRefuse                  // answer with a RST; the stack never sees it
+)
+
+// incoming feeds one incoming segment to its flow's negotiator and says
+// what to do with it.
+func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inAction {
+	id := gvstack.TransportEndpointID{
+		LocalPort: seg.dstPort, LocalAddress: seg.dst,
+		RemotePort: seg.srcPort, RemoteAddress: seg.src,
+	}
+	f := s.flows.lookup(id)
+	if !seg.syn() && (f == nil || f.isQuiet()) {
+		return inDeliver // the common case while other flows negotiate
+	}
+	if !s.trustRX {
+		// Never let a corrupted segment steer negotiation; the stack will
+		// drop it anyway.
+		if !checksumsValid(pkt.Data().AsRange().ToSlice(), seg) {
+			s.counters.BadChecksum.Add(1)
+			return inDeliver
+		}
+	}
+	opts := seg.options(hdr)
+	// RFC 8547 §4.7 (ENO-25): the data of a SYN carrying ENO is discarded
+	// whatever becomes of ENO, even when it is disabled: no TEP we speak
+	// defines SYN data.
+	keep := inDeliver
+	if seg.syn() && seg.payloadLen > 0 && synDataMustGo(opts) {
+		s.counters.SYNDataDropped.Add(1)
+		keep = inStrip
+	}
+	synOnly := seg.syn() && !seg.ackf()
+	if synOnly && (f == nil || f.kind == flowPassive && !f.sameSYN(seg.seq)) {
+		if f = s.newPassive(id); f == nil {
+			return keep // no ENO state for this connection
+		}
+	}
+	if f == nil {
+		return keep
+	}
+	var refused bool
+	defer func() { // after f.mu is released
+		if refused {
+			s.flows.remove(f)
+		}
+	}()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quiet {
+		return keep
+	}
+	if f.spec.neg.State() == eno.StateNegotiating && seg.ackf() && (!f.haveLocalISN || seg.ack != f.localISN+1) {
+		// Decision: while negotiating, an ACK segment that does not
+		// acknowledge exactly our SYN (stale, spoofed or out of window) is
+		// not "the first ACK segment" of RFC 8547 §4.6: the stack will
+		// reject it, so it must not decide the negotiation either.
+		s.counters.OutOfWindow.Add(1)
+		return keep
+	}
+	if seg.syn() {
+		f.peerISN, f.havePeerISN = seg.seq, true
+	}
+	if f.kind == flowActive && !seg.syn() && f.gotSYNACK && !f.sentNonSYN {
+		// Decision: the stack has yet to answer the SYN-ACK it received
+		// just before this segment. TCP processes segments in order, so our
+		// answer (the third segment, with ENO) logically precedes this
+		// segment; the negotiator sees them in that order. Otherwise a
+		// peer's duplicate ACK racing our answer would end ENO (RFC 8547
+		// §4.6: no ENO after a non-SYN segment was received) before the
+		// third segment could carry it (TestACKRightAfterSYNACK).
+		if len(f.pending) < maxPending {
+			f.pending = append(f.pending, pendingSeg{ack: seg.ackf(), opts: append([]byte(nil), opts...), payloadLen: seg.payloadLen})
+		}
+		return keep
+	}
+	if seg.syn() && seg.ackf() {
+		f.gotSYNACK = true
+	}
+	s.counters.Inspected.Add(1)
+	// The negotiator's discard answer is the rule applied above.
+	_ = f.spec.neg.Incoming(seg.syn(), seg.ackf(), opts, seg.payloadLen)
+	if !seg.syn() {
+		f.rcvdNonSYN = true
+	}
+	s.flows.update(f)
+	if synOnly && f.kind == flowPassive && f.spec.mode == eno.ModeRequired && f.spec.neg.State() == eno.StateDisabled {
+		// Decision: encryption is required and this SYN already rules it
+		// out (no usable ENO): refuse the connection as a closed port
+		// would, before the stack answers, rather than completing the TCP
+		// handshake only to reset it.
+		s.counters.RequiredRefusals.Add(1)
+		refused = true
+		return inRefuse
+	}
+	return keep
+}
+
+// synDataMustGo applies RFC 8547 §4.7 to a SYN's options: its data is
+// discarded if it carries an ENO option (kind 69, or the legacy kind
+// 253/ExID 0x454E), or an options area too malformed to tell.
+func synDataMustGo(opts []byte) bool {
+	enos, legacy, err := eno.Options(opts)
+	return len(enos) > 0 || legacy || err != nil
+}
+
+// replayPending feeds the segments held back by incoming (f.mu held).
+func (s *shim) replayPending(f *flow) {
+	for _, p := range f.pending {
+		s.counters.Inspected.Add(1)
+		f.spec.neg.Incoming(false, p.ack, p.opts, p.payloadLen)
+		f.rcvdNonSYN = true
+	}
+	f.pending = nil
+}
+
+// sameSYN reports whether a SYN with sequence number seq is a retransmission
+// of the SYN that created this passive flow.
+func (f *flow) sameSYN(seq uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.havePeerISN && f.peerISN == seq
+}
+
+// newPassive creates the flow for an incoming SYN through the factory.
+func (s *shim) newPassive(id gvstack.TransportEndpointID) *flow {
+	fp := s.factory.Load()
+	if fp == nil {
+		return nil
+	}
+	spec, ok := (*fp)(id)
+	if !ok {
+		return nil
+	}
+	f, err := s.flows.insert(id, flowPassive, spec)
+	if err != nil {
+		if spec.sess != nil {
+			spec.sess.Abandon()
+		}
+		return nil
+	}
+	return f
+}
+
+// deliverStripped hands the stack a copy of pkt without its TCP payload.
+func (s *shim) deliverStripped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer, seg *segment) {
+	flat := pkt.Data().AsRange().ToSlice()
+	b := stripPayload(flat, seg)
+	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	np.RXChecksumValidated = pkt.RXChecksumValidated
+	s.Endpoint.DeliverNetworkPacket(proto, np)
+	np.DecRef()
+}
+
+// refuse answers the SYN-only segment seg with a RST (RFC 9293 §3.10.7.1:
+// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>) written straight to the link.
+func (s *shim) refuse(seg *segment) {
+	b := buildRST(seg)
+	hl := len(b) - header.TCPMinimumSize
+	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
+		ReserveHeaderBytes: int(s.MaxHeaderLength()) + len(b),
+	})
+	copy(pkt.TransportHeader().Push(header.TCPMinimumSize), b[hl:])
+	copy(pkt.NetworkHeader().Push(hl), b[:hl])
+	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
+	if seg.v6 {
+		pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
+	}
+	pkt.TransportProtocolNumber = header.TCPProtocolNumber
+	s.Endpoint.AddHeader(pkt)
+	var l gvstack.PacketBufferList
+	l.PushBack(pkt)
+	if _, err := s.Endpoint.WritePackets(l); err != nil {
+		s.counters.RewriteErrors.Add(1)
+	}
+	pkt.DecRef()
+}

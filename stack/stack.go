@@ -1,0 +1,351 @@
+// Package stack assembles tcpcryptd's userspace TCP/IP stack: a gVisor
+// netstack with IPv4, IPv6 and TCP (SACK, window scaling, timestamps,
+// receive-buffer auto-tuning) on one NIC whose link endpoint is wrapped by
+// the ENO shim. The shim carries TCP-ENO (RFC 8547) options in the segments
+// gVisor's TCP sends and records the ones it receives, per connection, in an
+// eno.Negotiator. On top of that, Dial and Listen give connections that run
+// tcpcrypt (RFC 8548) when ENO negotiated it, and plain TCP otherwise.
+//
+// gVisor is used only through its public API; tcpip.Error never leaves this
+// package.
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultNICID            tcpip.NICID = 1
+	DefaultMaxFlows                     = 65536
+	DefaultHalfOpenTimeout              = 75 * time.Second // like a SYN-RCVD/SYN-SENT lifetime
+	DefaultUnclaimedTimeout             = 2 * time.Minute
+	DefaultSweepInterval                = 5 * time.Second
+	DefaultReceiveBufferMax             = 8 << 20
+	DefaultSendBufferMax                = 8 << 20
+	defaultBufferDefault                = 1 << 20
+	defaultBufferMin                    = 4 << 10
+)
+
+// Options configure New. Only Link is required.
+type Options struct {
+	// Link is the link endpoint carrying raw IP packets (a TUN endpoint, or
+	// a channel.Endpoint in tests). The stack owns it from New on and
+	// closes it on Close.
+	Link gvstack.LinkEndpoint
+	// NICID of the single NIC (default 1).
+	NICID tcpip.NICID
+	// Addresses assigned to the NIC.
+	Addresses []netip.Prefix
+	// Promiscuous accepts packets for any destination address (the
+	// outbound forwarder); Spoofing lets endpoints use any local address.
+	Promiscuous bool
+	Spoofing    bool
+	// NoENO builds a stack without the shim: a plain TCP peer that knows
+	// nothing of ENO (tests, benchmarks). Dial and Listen then give plain
+	// connections; policy "required" refuses everything.
+	NoENO bool
+
+	// MaxFlows bounds the ENO flow table (default DefaultMaxFlows).
+	MaxFlows int
+	// HalfOpenTimeout drops flows still negotiating after this long;
+	// UnclaimedTimeout drops negotiated flows that no connection took.
+	HalfOpenTimeout  time.Duration
+	UnclaimedTimeout time.Duration
+	SweepInterval    time.Duration
+
+	// ReceiveBufferMax / SendBufferMax bound TCP buffer auto-tuning.
+	ReceiveBufferMax int
+	SendBufferMax    int
+
+	// TCPCrypt configures tcpcrypt sessions (nil: defaults). It must not
+	// be modified after New.
+	TCPCrypt *tcpcrypt.Config
+	// HandshakeTimeout bounds a tcpcrypt handshake (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds concurrent passive handshakes per listener
+	// (default 256).
+	MaxHandshakes int
+
+	// Logger (nil: discard).
+	Logger *slog.Logger
+	// Now is the clock of the flow table (nil: time.Now).
+	Now func() time.Time
+}
+
+// Stack is a gVisor netstack with the ENO shim on its NIC.
+type Stack struct {
+	gv       *gvstack.Stack
+	nicID    tcpip.NICID
+	shim     *shim      // nil when Options.NoENO
+	flows    *flowTable // nil when Options.NoENO
+	counters Counters
+	log      *slog.Logger
+	opts     Options
+
+	table *Table
+	// unclaimed handles TCP segments no endpoint claims (the forwarder);
+	// nil: gVisor's default (RST). gVisor's handler itself is set once in
+	// New, because SetTransportProtocolHandler is not safe while packets
+	// flow.
+	unclaimed atomic.Pointer[func(gvstack.TransportEndpointID, *gvstack.PacketBuffer) bool]
+
+	lmu       sync.Mutex
+	listeners map[listenKey]*Listener // guarded by lmu
+	services  map[*Service]struct{}   // guarded by lmu
+	forwarder *Forwarder              // guarded by lmu
+	closed    bool                    // guarded by lmu
+
+	closeOnce sync.Once
+}
+
+// New builds and starts a stack.
+func New(o Options) (*Stack, error) {
+	if o.Link == nil {
+		return nil, errors.New("stack: Options.Link is nil")
+	}
+	o = o.withDefaults()
+	s := &Stack{
+		nicID:     o.NICID,
+		log:       o.Logger.With("component", "stack"),
+		opts:      o,
+		listeners: make(map[listenKey]*Listener),
+		services:  make(map[*Service]struct{}),
+		table:     newTable(),
+	}
+	s.gv = gvstack.New(gvstack.Options{
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	if err := s.configureTCP(o); err != nil {
+		s.gv.Destroy()
+		return nil, err
+	}
+	s.gv.SetTransportProtocolHandler(tcp.ProtocolNumber, s.handleUnclaimed)
+	link := o.Link
+	if !o.NoENO {
+		s.flows = newFlowTable(o.MaxFlows, o.HalfOpenTimeout, o.UnclaimedTimeout, o.Now, &s.counters)
+		s.shim = newShim(o.Link, s.flows, &s.counters, o.SweepInterval)
+		s.shim.setFactory(s.passiveFlow)
+		link = s.shim
+	}
+	if err := s.configureNIC(o, link); err != nil {
+		if s.shim != nil {
+			s.shim.stopSweeper()
+		}
+		s.gv.Destroy()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.NICID == 0 {
+		o.NICID = DefaultNICID
+	}
+	if o.MaxFlows <= 0 {
+		o.MaxFlows = DefaultMaxFlows
+	}
+	if o.HalfOpenTimeout <= 0 {
+		o.HalfOpenTimeout = DefaultHalfOpenTimeout
+	}
+	if o.UnclaimedTimeout <= 0 {
+		o.UnclaimedTimeout = DefaultUnclaimedTimeout
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.ReceiveBufferMax <= 0 {
+		o.ReceiveBufferMax = DefaultReceiveBufferMax
+	}
+	if o.SendBufferMax <= 0 {
+		o.SendBufferMax = DefaultSendBufferMax
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = 256
+	}
+	if o.TCPCrypt == nil {
+		o.TCPCrypt = &tcpcrypt.Config{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// configureTCP turns on SACK and receive-buffer moderation and sets the
+// buffer ranges. Window scaling follows from the maximum receive buffer
+// (gVisor offers wscale for the auto-tuning maximum); timestamps are always
+// offered by gVisor.
+func (s *Stack) configureTCP(o Options) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.ReceiveBufferMax), Max: o.ReceiveBufferMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.SendBufferMax), Max: o.SendBufferMax}
+	for _, opt := range []struct {
+		name string
+		v    tcpip.SettableTransportProtocolOption
+	}{
+		{"SACK", &sack},
+		{"receive buffer moderation", &moderate},
+		{"receive buffer range", &rcv},
+		{"send buffer range", &snd},
+	} {
+		if err := s.gv.SetTransportProtocolOption(tcp.ProtocolNumber, opt.v); err != nil {
+			return fmt.Errorf("stack: could not set TCP %s: %s", opt.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Stack) configureNIC(o Options, link gvstack.LinkEndpoint) error {
+	if err := s.gv.CreateNICWithOptions(o.NICID, link, gvstack.NICOptions{Name: "tcpcryptd"}); err != nil {
+		return fmt.Errorf("stack: create NIC %d: %s", o.NICID, err)
+	}
+	for _, p := range o.Addresses {
+		if err := s.AddAddress(p); err != nil {
+			return err
+		}
+	}
+	if err := s.gv.SetPromiscuousMode(o.NICID, o.Promiscuous); err != nil {
+		return fmt.Errorf("stack: promiscuous mode: %s", err)
+	}
+	if err := s.gv.SetSpoofing(o.NICID, o.Spoofing); err != nil {
+		return fmt.Errorf("stack: spoofing: %s", err)
+	}
+	s.gv.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: o.NICID},
+		{Destination: header.IPv6EmptySubnet, NIC: o.NICID},
+	})
+	return nil
+}
+
+// AddAddress assigns p's address to the NIC.
+func (s *Stack) AddAddress(p netip.Prefix) error {
+	if !p.IsValid() {
+		return fmt.Errorf("stack: invalid address prefix %v", p)
+	}
+	a := p.Addr().Unmap()
+	proto := header.IPv4ProtocolNumber
+	if a.Is6() {
+		proto = header.IPv6ProtocolNumber
+	}
+	pa := tcpip.ProtocolAddress{
+		Protocol:          proto,
+		AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(a.AsSlice()), PrefixLen: p.Bits()},
+	}
+	if err := s.gv.AddProtocolAddress(s.nicID, pa, gvstack.AddressProperties{}); err != nil {
+		return fmt.Errorf("stack: add address %v: %s", p, err)
+	}
+	return nil
+}
+
+// handleUnclaimed passes TCP segments no endpoint claims to the forwarder,
+// if one runs.
+func (s *Stack) handleUnclaimed(id gvstack.TransportEndpointID, pkt *gvstack.PacketBuffer) bool {
+	if h := s.unclaimed.Load(); h != nil {
+		return (*h)(id, pkt)
+	}
+	return false
+}
+
+// tcpcrypt returns the tcpcrypt configuration sessions are made from.
+func (s *Stack) tcpcrypt() *tcpcrypt.Config { return s.opts.TCPCrypt }
+
+// GVisor returns the underlying gVisor stack (for the forwarder and tests).
+func (s *Stack) GVisor() *gvstack.Stack { return s.gv }
+
+// NICID returns the ID of the stack's NIC.
+func (s *Stack) NICID() tcpip.NICID { return s.nicID }
+
+// Counters returns the stack's counters.
+func (s *Stack) Counters() *Counters { return &s.counters }
+
+// Flows returns the number of connections with ENO state in the shim.
+func (s *Stack) Flows() int {
+	if s.flows == nil {
+		return 0
+	}
+	return s.flows.len()
+}
+
+// ENO reports whether the stack has the ENO shim.
+func (s *Stack) ENO() bool { return s.shim != nil }
+
+// Close stops the forwarder and the services (resetting what they relay),
+// closes every listener, aborts every endpoint, stops the shim's sweeper
+// and the stack's goroutines, and closes the link endpoint. It returns once
+// they have all stopped.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.lmu.Lock()
+		s.closed = true
+		fwd := s.forwarder
+		svcs := make([]*Service, 0, len(s.services))
+		for sv := range s.services {
+			svcs = append(svcs, sv)
+		}
+		ls := make([]*Listener, 0, len(s.listeners))
+		for _, l := range s.listeners {
+			ls = append(ls, l)
+		}
+		s.lmu.Unlock()
+		if fwd != nil {
+			fwd.Close()
+		}
+		for _, sv := range svcs {
+			sv.Close()
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if s.shim != nil {
+			s.shim.stopSweeper()
+		}
+		s.gv.Close()
+		s.gv.Wait()
+		if s.flows != nil {
+			s.flows.clear()
+		}
+	})
+	return nil
+}
+
+// addrFrom converts a netip address to gVisor's, unmapping IPv4-in-IPv6.
+func addrFrom(a netip.Addr) tcpip.Address {
+	return tcpip.AddrFromSlice(a.Unmap().AsSlice())
+}
+
+// netipFrom converts a gVisor address to netip.
+func netipFrom(a tcpip.Address) netip.Addr {
+	na, _ := netip.AddrFromSlice(a.AsSlice())
+	return na
+}
+
+func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Unmap().Is4() {
+		return header.IPv4ProtocolNumber
+	}
+	return header.IPv6ProtocolNumber
+}

@@ -1,0 +1,137 @@
+package netcfg
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Sysctl keys we manage.
+const (
+	sysctlForward4 = "net/ipv4/ip_forward"
+	sysctlForward6 = "net/ipv6/conf/all/forwarding"
+)
+
+func acceptRAKey(ifname string) string { return "net/ipv6/conf/" + ifname + "/accept_ra" }
+
+// State is host state as netcfg wants it for a Spec (Desired) — the objects it owns,
+// nothing else of the host.
+type State struct {
+	Link    Link
+	Addrs   []Addr
+	Routes  []Route
+	Rules   []Rule
+	NAT     []NATRule
+	Sysctls []Sysctl
+}
+
+// Facts are what the wanted state depends on besides the Spec.
+type Facts struct {
+	// AcceptRA maps interface names to their current net/ipv6/conf/IF/accept_ra.
+	AcceptRA map[string]string
+	// Forward6Before is the IPv6 forwarding setting before we touched it.
+	Forward6Before string
+	// ChangedAcceptRA lists interfaces whose accept_ra we already changed (journal).
+	ChangedAcceptRA map[string]bool
+}
+
+// Desired computes the state for a normalized spec.
+func Desired(s Spec, f Facts) State {
+	st := State{Link: Link{Name: s.Device, Up: true, MTU: s.MTU}}
+	for _, p := range []netip.Prefix{s.KernelV4, s.KernelV6} {
+		if p.IsValid() {
+			st.Addrs = append(st.Addrs, Addr{Dev: s.Device, Prefix: p})
+		}
+	}
+
+	// The table: Include into the device, Exclude thrown back to the next rule,
+	// service addresses outside the device's prefixes into the device.
+	route := func(dst netip.Prefix, throw bool) Route {
+		r := Route{Table: s.Table, Dst: dst, Throw: throw, Proto: RouteProtocol}
+		if !throw {
+			r.Dev = s.Device
+		}
+		return r
+	}
+	for _, p := range s.Include {
+		st.Routes = append(st.Routes, route(p, false))
+	}
+	for _, p := range s.Exclude {
+		st.Routes = append(st.Routes, route(p, true))
+	}
+	for _, svc := range s.Services {
+		a := svc.Addr.Addr()
+		if !s.KernelV4.Contains(a) && !s.KernelV6.Contains(a) {
+			st.Routes = append(st.Routes, route(netip.PrefixFrom(a, a.BitLen()), false))
+		}
+	}
+	st.Routes = dedup(st.Routes, Route.key)
+
+	// Rules, per family that has routes in the table.
+	for _, v6 := range []bool{false, true} {
+		if !slices.ContainsFunc(st.Routes, func(r Route) bool { return r.Dst.Addr().Is6() == v6 }) {
+			continue
+		}
+		stack := s.StackV4
+		if v6 {
+			stack = s.StackV6
+		}
+		if stack.IsValid() {
+			st.Rules = append(st.Rules, Rule{Priority: s.RulePriority, V6: v6, From: netip.PrefixFrom(stack, stack.BitLen()),
+				Table: tableMain, Proto: RouteProtocol})
+		}
+		st.Rules = append(st.Rules,
+			Rule{Priority: s.RulePriority, V6: v6, IifName: s.Device, Table: tableMain, Proto: RouteProtocol},
+			Rule{Priority: s.RulePriority + 1, V6: v6, IPProto: ipProtoTCP, Table: s.Table, Proto: RouteProtocol})
+	}
+
+	if s.NAT {
+		for _, a := range []netip.Addr{s.StackV4, s.StackV6} {
+			if a.IsValid() {
+				st.NAT = append(st.NAT, NATRule{Kind: NATMasquerade, Src: a, Dev: s.Device})
+			}
+		}
+	}
+	for _, svc := range s.Services {
+		if svc.HostPort != 0 {
+			st.NAT = append(st.NAT, NATRule{Kind: NATDNAT, Port: svc.HostPort, To: svc.Addr, Dev: s.Device})
+		}
+	}
+
+	// Forwarding: the stack's egress and DNAT'ed services cross Device and another
+	// interface. IPv6 forwarding makes Linux ignore router advertisements on
+	// interfaces with accept_ra=1 (Documentation/networking/ip-sysctl.rst); 2 accepts
+	// them regardless. We switch such interfaces to 2 when it is our doing that
+	// forwarding goes on, and put them back on Down.
+	if s.KernelV4.IsValid() {
+		st.Sysctls = append(st.Sysctls, Sysctl{sysctlForward4, "1"})
+	}
+	if s.KernelV6.IsValid() {
+		st.Sysctls = append(st.Sysctls, Sysctl{sysctlForward6, "1"})
+		names := make([]string, 0, len(f.AcceptRA))
+		for n := range f.AcceptRA {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			if n == "lo" || n == s.Device {
+				continue
+			}
+			if f.ChangedAcceptRA[n] || (f.AcceptRA[n] == "1" && f.Forward6Before != "1") {
+				st.Sysctls = append(st.Sysctls, Sysctl{acceptRAKey(n), "2"})
+			}
+		}
+	}
+	return st
+}
+
+func dedup[T any](xs []T, key func(T) string) []T {
+	seen := map[string]bool{}
+	out := xs[:0]
+	for _, x := range xs {
+		if k := key(x); !seen[k] {
+			seen[k] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,142 @@
+package netcfg
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// NATKind says what a NATRule does.
+type NATKind int
+
+const (
+	// NATMasquerade rewrites the source of the stack's egress packets to the address of
+	// the interface they leave by; conntrack maps replies back (notes §2).
+	NATMasquerade NATKind = iota + 1
+	// NATDNAT rewrites TCP connections to a host port on one of the host's own
+	// addresses so they go to a service address in the stack.
+	NATDNAT
+)
+
+// NATRule is one rule of our nftables table, in a form that can be compared and
+// printed. Its String is stored in the nftables rule's user data, so the rules of a
+// table can be read back without decoding expressions.
+type NATRule struct {
+	Kind NATKind
+	// Masquerade: packets from Src that do not leave through Dev.
+	Src netip.Addr
+	// DNAT: TCP to port Port of a local address, not arriving through Dev, goes to To.
+	Port uint16
+	To   netip.AddrPort
+	Dev  string
+}
+
+// String is the canonical text of r (see ParseNATRule).
+func (r NATRule) String() string {
+	switch r.Kind {
+	case NATMasquerade:
+		return fmt.Sprintf("masquerade from %v oif != %s", r.Src, r.Dev)
+	case NATDNAT:
+		return fmt.Sprintf("dnat tcp dport %d to %v iif != %s", r.Port, r.To, r.Dev)
+	}
+	return fmt.Sprintf("invalid nat rule kind %d", int(r.Kind))
+}
+
+// V6 reports the rule's IP family.
+func (r NATRule) V6() bool {
+	if r.Kind == NATDNAT {
+		return r.To.Addr().Is6()
+	}
+	return r.Src.Is6()
+}
+
+// MarshalText implements encoding.TextMarshaler (journal files).
+func (r NATRule) MarshalText() ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *NATRule) UnmarshalText(b []byte) error {
+	v, err := ParseNATRule(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// NATRuleError reports text that is not a NATRule.
+type NATRuleError struct {
+	Text   string
+	Reason string
+}
+
+func (e *NATRuleError) Error() string {
+	return fmt.Sprintf("netcfg: nat rule %q: %s", e.Text, e.Reason)
+}
+
+// ParseNATRule parses the text String produces, and nothing else: exactly
+//
+//	masquerade from ADDR oif != DEV
+//	dnat tcp dport PORT to ADDR:PORT iif != DEV
+func ParseNATRule(s string) (NATRule, error) {
+	bad := func(format string, args ...any) (NATRule, error) {
+		return NATRule{}, &NATRuleError{Text: s, Reason: fmt.Sprintf(format, args...)}
+	}
+	f := strings.Split(s, " ")
+	var r NATRule
+	switch {
+	case len(f) == 6 && f[0] == "masquerade" && f[1] == "from" && f[3] == "oif" && f[4] == "!=":
+		src, err := netip.ParseAddr(f[2])
+		if err != nil {
+			return bad("source: %v", err)
+		}
+		r = NATRule{Kind: NATMasquerade, Src: src, Dev: f[5]}
+	case len(f) == 9 && f[0] == "dnat" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to" && f[6] == "iif" && f[7] == "!=":
+		port, err := strconv.ParseUint(f[3], 10, 16)
+		if err != nil || f[3] != strconv.FormatUint(port, 10) {
+			return bad("port %q", f[3])
+		}
+		to, err := netip.ParseAddrPort(f[5])
+		if err != nil {
+			return bad("target: %v", err)
+		}
+		r = NATRule{Kind: NATDNAT, Port: uint16(port), To: to, Dev: f[8]}
+	default:
+		return bad("unknown form")
+	}
+	if err := r.validate(); err != nil {
+		return bad("%v", err)
+	}
+	if r.String() != s {
+		return bad("not in canonical form")
+	}
+	return r, nil
+}
+
+// validate checks what the nftables encoding relies on.
+func (r NATRule) validate() error {
+	if r.Dev == "" || len(r.Dev) > 15 || strings.ContainsAny(r.Dev, " /\x00") {
+		return fmt.Errorf("bad device name %q", r.Dev)
+	}
+	var a netip.Addr
+	switch r.Kind {
+	case NATMasquerade:
+		a = r.Src
+	case NATDNAT:
+		if r.Port == 0 || r.To.Port() == 0 {
+			return fmt.Errorf("port 0")
+		}
+		a = r.To.Addr()
+	default:
+		return fmt.Errorf("unknown kind %d", int(r.Kind))
+	}
+	if !a.IsValid() || a.Zone() != "" || a.Is4In6() {
+		return fmt.Errorf("address %v: need plain IPv4 or IPv6", a)
+	}
+	return nil
+}
