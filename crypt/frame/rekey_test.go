@@ -318,3 +318,39 @@ func TestGenerationLimit(t *testing.T) {
 	_, err := s.Seal(nil, nil, false, nil)
 	wantErr(t, err, ErrGenerationExhausted)
 }
+
+// TestZeroCopyWithPendingRekeyFrames: data placed at DataOffset in dst's
+// spare capacity (the zero-copy path) survives the empty rekey frames that
+// Seal writes in front of it when the sealer owes some (TC-35 catch-up).
+func TestZeroCopyWithPendingRekeyFrames(t *testing.T) {
+	for _, a := range allAEADs(t) {
+		for _, rekeys := range []int{0, 1, 2, 3} {
+			s, o := pair(t, a, schedule.DirAB, 0)
+			mustOpen(t, o, mustSeal(t, s, nil, []byte("gen0"), false, nil))
+			for range rekeys {
+				s.Rekey()
+			}
+			want := make([]byte, 3000)
+			for i := range want {
+				want[i] = byte(i * 7)
+			}
+			buf := make([]byte, 0, 8192)
+			off := DataOffset(false)
+			data := buf[off : off+len(want)]
+			copy(data, want)
+			out, err := s.Seal(buf, data, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := splitFrames(t, out)
+			t.Logf("%v rekeys=%d frames=%d", a.ID, rekeys, len(fs))
+			for _, f := range fs[:len(fs)-1] {
+				mustOpen(t, o, f)
+			}
+			got := mustOpen(t, o, fs[len(fs)-1])
+			if !bytes.Equal(got.data, want) {
+				t.Fatalf("%v, %d rekeys: data corrupted", a.ID, rekeys)
+			}
+		}
+	}
+}

@@ -113,6 +113,9 @@ func (s *Sealer) Seal(dst, data []byte, fin bool, urgent *uint16) ([]byte, error
 			Reason: fmt.Sprintf("%d more bytes would wrap 2^64", total)}
 		return dst, s.err
 	}
+	if extra > 0 && len(data) > 0 {
+		data = s.makeRoomForRekeyFrames(dst, data, hdr, total-n)
+	}
 	dst = slices.Grow(dst, total)
 	for s.k.gen < s.gen {
 		dst = s.sealFrame(dst, nil, 0, nil)
@@ -167,6 +170,23 @@ func (s *Sealer) sealFrame(dst, data []byte, flags byte, urgent *uint16) []byte 
 	s.bytes += uint64(HeaderLen + clen)
 	s.rekeyBit = false
 	return dst
+}
+
+// makeRoomForRekeyFrames handles data the caller placed in dst's spare
+// capacity at DataOffset (the zero-copy path) when empty rekey frames must be
+// sealed first: those frames are written where the data lies, so the data
+// moves forward by their length (shift) before any of them is written.
+func (s *Sealer) makeRoomForRekeyFrames(dst, data []byte, hdr, shift int) []byte {
+	at := len(dst) + HeaderLen + hdr
+	if cap(dst)-len(dst) < shift+HeaderLen+hdr+len(data)+s.k.overhead || at > cap(dst) ||
+		&dst[:cap(dst)][at] != &data[0] {
+		// Not placed, or Grow will reallocate dst anyway: Seal copies the
+		// data from where it is.
+		return data
+	}
+	moved := dst[:cap(dst)][at+shift : at+shift+len(data)]
+	copy(moved, data) // memmove: the ranges overlap
+	return moved
 }
 
 // Rekey increments the local generation L for the next frame (RFC 8548

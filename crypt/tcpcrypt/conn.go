@@ -428,6 +428,79 @@ func (c *Conn) writeLocked(b []byte) (int, error) {
 	return n, nil
 }
 
+// readFromMinBuf is ReadFrom's first read size; the buffer doubles while
+// reads fill it, up to one whole frame, so an idle relayed connection holds
+// little memory and a bulk one gets frames of the maximum size.
+const readFromMinBuf = 4 << 10
+
+// ReadFrom implements io.ReaderFrom, so io.Copy into a Conn (the relay's
+// hot path) reads the data straight into the frame at frame.DataOffset and
+// seals it in place: no copy besides the AEAD's own pass.
+//
+// The read from r happens without the write lock (a rekey answer owed to
+// the peer must never wait for r), into a buffer private to this call;
+// the lock is taken only to seal and send.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	off := frame.DataOffset(false)
+	// Room for the frame and for empty rekey frames the sealer may owe.
+	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
+	size := min(readFromMinBuf, c.maxData)
+	buf := make([]byte, size+slack)
+	var total int64
+	for {
+		m, rerr := r.Read(buf[off : off+size])
+		if m > 0 {
+			done, err := c.sealFromLocked(buf, m)
+			total += int64(done)
+			if err != nil {
+				return total, err
+			}
+			if m == size && size < c.maxData {
+				size = min(2*size, c.maxData)
+				buf = make([]byte, size+slack)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// sealFromLocked takes the write lock and sends the m bytes the caller
+// placed at buf[frame.DataOffset(false):] as one frame sealed in place.
+func (c *Conn) sealFromLocked(buf []byte, m int) (int, error) {
+	c.out.Lock()
+	defer c.unlockOut()
+	if err := c.outErrLocked(); err != nil {
+		return 0, err
+	}
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	if c.deadlinePassed() {
+		return 0, c.opError("write", os.ErrDeadlineExceeded)
+	}
+	c.catchUpLocked()
+	if c.rekeyAfter > 0 && c.out.seal.Bytes() >= c.rekeyAfter {
+		c.out.seal.Rekey() // our own rekey by volume (TC-33)
+		c.localGen.Store(c.out.seal.Generation())
+	}
+	off := frame.DataOffset(false)
+	sealed, err := c.out.seal.Seal(buf[:0], buf[off:off+m], false, nil)
+	if err != nil {
+		c.out.err = fmt.Errorf("tcpcrypt: sealing frame: %w", err)
+		return 0, c.out.err
+	}
+	// pend aliases the caller's buffer; ReadFrom returns on any flush
+	// error, so that buffer is never reused while bytes are pending.
+	c.out.pend = sealed
+	c.localGen.Store(c.out.seal.Generation())
+	return m, c.flushLocked()
+}
+
 // sealAndSendLocked seals one frame and writes it.
 func (c *Conn) sealAndSendLocked(data []byte, fin bool) error {
 	buf, err := c.out.seal.Seal(c.out.buf[:0], data, fin, nil)
