@@ -26,7 +26,7 @@ func families() []struct {
 	}{{"ipv4", false}, {"ipv6", true}}
 }
 
-// ENO-3, ENO-14, ENO-18, ENO-21, ENO-33: ENO appears on the wire exactly
+// ENO-3, ENO-14, ENO-18, ENO-21, ENO-33, TC-2: ENO appears on the wire exactly
 // where RFC 8547 §4.6 puts it, both ends agree on the session ID, and the
 // application's plaintext never crosses the wire.
 func TestENO18_OptionPlacementAndEncryption(t *testing.T) {
