@@ -40,8 +40,10 @@ type Counters struct {
 
 	// Connection layer.
 	Handshakes       atomic.Uint64 // tcpcrypt handshakes completed
+	Resumed          atomic.Uint64 // of which resumed from a cached secret (RFC 8548 §3.5)
 	HandshakeErrors  atomic.Uint64
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
+	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -81,8 +83,10 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"no-flow-at-accept": c.NoFlowAtAccept.Load(),
 		"enabled":           c.Enabled.Load(),
 		"handshakes":        c.Handshakes.Load(),
+		"resumed":           c.Resumed.Load(),
 		"handshake-errors":  c.HandshakeErrors.Load(),
 		"required-refusals": c.RequiredRefusals.Load(),
+		"forward-loops":     c.ForwardLoops.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

@@ -216,6 +216,9 @@ func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Ses
 		return fmt.Errorf("tcpcrypt handshake: %w", err)
 	}
 	s.counters.Handshakes.Add(1)
+	if tc.Resumed() {
+		s.counters.Resumed.Add(1)
+	}
 	c.tc = tc
 	c.Conn = tc
 	c.neg.Encrypted = true

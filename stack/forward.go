@@ -124,6 +124,15 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	id := r.ID()
 	dst := netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort)
 	client := netip.AddrPortFrom(netipFrom(id.RemoteAddress), id.RemotePort)
+	if ca := client.Addr().Unmap(); ca.IsValid() && (ca == f.opts.Egress4 || ca == f.opts.Egress6) {
+		// One of our own outer SYNs, sent back into the device by host
+		// routing (no route for dst outside it). Forwarding it would
+		// dial again, and again: refuse it, so the outer dial fails at
+		// once and the application sees a refusal, not a loop.
+		s.counters.ForwardLoops.Add(1)
+		r.Complete(true)
+		return fmt.Errorf("SYN from our own egress address %v to %v: routing loop, no route to %v outside the device", client, dst, dst.Addr())
+	}
 	e := s.table.add(Outbound, Tuple{Local: dst, Remote: client}, Tuple{Remote: dst}, time.Now())
 
 	src := f.opts.Egress4
@@ -134,19 +143,21 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	outer, err := s.Dial(ctx, netip.AddrPortFrom(src, 0), dst, f.opts.Policy)
 	cancel()
 	if err != nil {
-		s.table.remove(e)
+		err = fmt.Errorf("outer dial %v: %w", dst, err)
+		s.finish(e, err)
 		r.Complete(true) // RST: the application sees a refusal, as without us
-		return fmt.Errorf("outer dial %v: %w", dst, err)
+		return err
 	}
 	s.table.setOuter(e, tupleOf(outer), outer.Negotiation())
 
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
-		s.table.remove(e)
+		err := fmt.Errorf("inner endpoint for %v: %s", client, terr)
+		s.finish(e, err)
 		r.Complete(true)
 		outer.Abort()
-		return fmt.Errorf("inner endpoint for %v: %s", client, terr)
+		return err
 	}
 	r.Complete(false)
 	inner := &Conn{stream: newTCPStream(ep, &wq), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}

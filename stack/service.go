@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -103,7 +104,7 @@ func (sv *Service) serve(c *Conn) {
 	cancel()
 	if err != nil {
 		c.Abort()
-		s.table.remove(e)
+		s.finish(e, fmt.Errorf("backend dial: %w", err))
 		s.log.Debug("backend dial failed", "conn", c.String(), "err", err)
 		return
 	}

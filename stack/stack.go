@@ -82,6 +82,15 @@ type Options struct {
 	// (default 256).
 	MaxHandshakes int
 
+	// OnConnDone, if set, is called once for every connection the forwarder
+	// or a service took into the table, right after it left the table: info
+	// is its final snapshot (bytes included), err is nil for a clean end, a
+	// *RelayError for a relay that ended badly, or the setup error (a
+	// *RefusedError, a failed outer or backend dial) for a connection that
+	// never relayed. It runs on the connection's own goroutine and must not
+	// block; the daemon uses it for outcome logs and metrics.
+	OnConnDone func(info ConnInfo, err error)
+
 	// Logger (nil: discard).
 	Logger *slog.Logger
 	// Now is the clock of the flow table (nil: time.Now).

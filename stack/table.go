@@ -135,10 +135,26 @@ func (t *Table) setAbort(e *tableEntry, f func()) {
 	t.mu.Unlock()
 }
 
-func (t *Table) remove(e *tableEntry) {
-	t.mu.Lock()
-	delete(t.m, e.info.ID)
-	t.mu.Unlock()
+// snapshot returns e's current info (t.mu held).
+func (e *tableEntry) snapshot() ConnInfo {
+	ci := e.info
+	ci.SessionID = append([]byte(nil), ci.SessionID...)
+	ci.State = ConnState(e.state.Load())
+	ci.BytesInnerToOuter = e.in2out.Load()
+	ci.BytesOuterToInner = e.out2in.Load()
+	return ci
+}
+
+// finish removes e from the table and reports its end to
+// Options.OnConnDone.
+func (s *Stack) finish(e *tableEntry, err error) {
+	s.table.mu.Lock()
+	delete(s.table.m, e.info.ID)
+	ci := e.snapshot()
+	s.table.mu.Unlock()
+	if f := s.opts.OnConnDone; f != nil {
+		f(ci, err)
+	}
 }
 
 // Len returns the number of entries.
@@ -153,12 +169,7 @@ func (t *Table) List() []ConnInfo {
 	t.mu.Lock()
 	out := make([]ConnInfo, 0, len(t.m))
 	for _, e := range t.m {
-		ci := e.info
-		ci.SessionID = append([]byte(nil), ci.SessionID...)
-		ci.State = ConnState(e.state.Load())
-		ci.BytesInnerToOuter = e.in2out.Load()
-		ci.BytesOuterToInner = e.out2in.Load()
-		out = append(out, ci)
+		out = append(out, e.snapshot())
 	}
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/tcpcryptd/tcpcryptd/config"
+	"github.com/tcpcryptd/tcpcryptd/proxyproto"
+	"github.com/tcpcryptd/tcpcryptd/stack"
+)
+
+// backendDialer returns the stack.BackendDialer of a service: a kernel
+// TCP connection to svc.Backend and, with proxy_protocol on, a PROXY v2
+// header (package proxyproto) written before any relayed byte: TCP from
+// the client's address and port to the service's, plus the session ID in
+// a proxyproto.TypeSessionID (0xE7) TLV when the connection is encrypted.
+func backendDialer(svc config.Service) stack.BackendDialer {
+	return func(ctx context.Context, c *stack.Conn) (net.Conn, error) {
+		var d net.Dialer
+		bc, err := d.DialContext(ctx, "tcp", svc.Backend)
+		if err != nil {
+			return nil, err
+		}
+		if !svc.ProxyProtocol {
+			return bc, nil
+		}
+		hdr, err := proxyHeader(c)
+		if err == nil {
+			err = writeAll(ctx, bc, hdr)
+		}
+		if err != nil {
+			bc.Close()
+			return nil, fmt.Errorf("PROXY header to %s: %w", svc.Backend, err)
+		}
+		return bc, nil
+	}
+}
+
+// proxyHeader encodes the PROXY v2 header for an inbound connection.
+func proxyHeader(c *stack.Conn) ([]byte, error) {
+	client, service := addrPortOf(c.RemoteAddr()), addrPortOf(c.LocalAddr())
+	sid, err := c.SessionID()
+	if err != nil {
+		sid = nil // plain connection: no session ID TLV
+	}
+	return proxyproto.ForConnection(client, service, sid).MarshalBinary()
+}
+
+// writeAll writes b within ctx's deadline.
+func writeAll(ctx context.Context, c net.Conn, b []byte) error {
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetWriteDeadline(dl); err != nil {
+			return err
+		}
+		defer c.SetWriteDeadline(time.Time{})
+	}
+	_, err := c.Write(b)
+	return err
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}

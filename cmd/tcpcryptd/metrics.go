@@ -1,0 +1,219 @@
+package main
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/stack"
+	"github.com/tcpcryptd/tcpcryptd/tun/link"
+)
+
+// metricSources is what a scrape reads; set once the stack exists.
+type metricSources struct {
+	counters *stack.Counters
+	table    connTable
+	flows    func() int
+	link     func() link.Stats
+}
+
+// collector exposes the daemon's counters as Prometheus metrics. It reads
+// them at scrape time (the stack and the link count per-packet events in
+// atomics; nothing is counted twice). It implements prometheus.Collector.
+type collector struct {
+	obs   *connObserver
+	src   atomic.Pointer[metricSources]
+	ready *atomic.Bool
+
+	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
+	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops,
+	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*collector)(nil)
+
+func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("tcpcryptd_"+name, help, labels, nil)
+	}
+	return &collector{
+		obs:   obs,
+		ready: ready,
+		info:  d("build_info", "Version of the running tcpcryptd (always 1).", "version"),
+		up:    d("ready", "1 once the daemon has set up the host and serves, 0 while starting or stopping."),
+		active: d("connections_active",
+			"Connections being relayed now.", "direction"),
+		conns: d("connections_total",
+			"Connections the forwarder or a service handled, counted when they end, by outcome: "+
+				"encrypted, plain (reason: ENO fallback reason), refused (policy required encryption), "+
+				"failed (reason: dial, handshake, backend).", "direction", "outcome", "reason"),
+		aborted: d("connections_aborted_total",
+			"Relays that ended with an error (also counted in connections_total), by cause: auth, truncated, reset, error.",
+			"direction", "cause"),
+		refusals: d("eno_required_refusals_total",
+			"Connections reset because policy required encryption and ENO fell back (both directions; "+
+				"inbound ones never reach the connection table)."),
+		handshakes: d("handshakes_total",
+			"tcpcrypt handshakes completed, by kind: fresh key exchange or resumed session (RFC 8548 §3.5).", "kind"),
+		handshakeErrors: d("handshake_errors_total", "tcpcrypt handshakes that failed after ENO enabled encryption."),
+		authFailures:    d("auth_failures_total", "Connections aborted because a frame failed authentication (RFC 8548 §3.6)."),
+		bytes: d("relayed_bytes_total",
+			"Plaintext bytes relayed, towards the remote peer (to_peer) and from it (from_peer).", "direction"),
+		fallbacks: d("eno_fallbacks_total", "Connections on which TCP-ENO fell back to plain TCP, by reason.", "reason"),
+		enabled:   d("eno_enabled_total", "Connections on which TCP-ENO enabled encryption."),
+		shimSegments: d("shim_segments_total",
+			"ENO shim events on segments: rewritten (ENO option added), no_room, rewrite_error, unregistered_syn, "+
+				"inspected, bad_checksum, out_of_window, syn_data_dropped.", "event"),
+		flows: d("shim_flows", "Connections with ENO state in the shim now."),
+		flowEvents: d("shim_flow_events_total",
+			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept.", "event"),
+		loops: d("forward_loops_total",
+			"SYNs from the stack's own egress address refused by the forwarder: host routing sent an outer SYN "+
+				"back into the device (no route to its destination outside it)."),
+		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
+		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
+		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
+		linkDrops:   d("link_drops_total", "Packets the TUN link endpoint dropped, by reason.", "direction", "reason"),
+		linkErrors:  d("link_errors_total", "read(2)/write(2) failures on the TUN device.", "direction"),
+	}
+}
+
+// setSources makes the stack's counters visible to scrapes.
+func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
+		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
+		c.loops, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.info, 1, version)
+	ready := 0.0
+	if c.ready.Load() {
+		ready = 1
+	}
+	gauge(c.up, ready)
+
+	outcomes, aborts := c.obs.snapshot()
+	for k, v := range outcomes {
+		counter(c.conns, v, k.direction, k.outcome, k.reason)
+	}
+	for k, v := range aborts {
+		counter(c.aborted, v, k.direction, k.cause)
+	}
+	counter(c.authFailures, c.obs.authFailures.Load())
+
+	toPeer, fromPeer := c.obs.bytesToPeerEnded.Load(), c.obs.bytesFromPeerEnded.Load()
+	src := c.src.Load()
+	if src == nil {
+		counter(c.bytes, toPeer, "to_peer")
+		counter(c.bytes, fromPeer, "from_peer")
+		return
+	}
+	// Live connections add what they relayed so far; a connection that
+	// leaves the table moves its bytes to the observer's totals.
+	active := map[string]float64{stack.Outbound.String(): 0, stack.Inbound.String(): 0}
+	for _, ci := range src.table.List() {
+		active[ci.Direction.String()]++
+		toPeer += ci.BytesInnerToOuter
+		fromPeer += ci.BytesOuterToInner
+	}
+	for dir, n := range active {
+		gauge(c.active, n, dir)
+	}
+	counter(c.bytes, toPeer, "to_peer")
+	counter(c.bytes, fromPeer, "from_peer")
+
+	sc := src.counters
+	counter(c.refusals, sc.RequiredRefusals.Load())
+	resumed := sc.Resumed.Load()
+	counter(c.handshakes, sc.Handshakes.Load()-min(resumed, sc.Handshakes.Load()), "fresh")
+	counter(c.handshakes, resumed, "resumed")
+	counter(c.handshakeErrors, sc.HandshakeErrors.Load())
+	counter(c.enabled, sc.Enabled.Load())
+	counter(c.loops, sc.ForwardLoops.Load())
+	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
+		counter(c.fallbacks, sc.Fallback(r), r.String())
+	}
+	for _, e := range []struct {
+		name string
+		v    uint64
+	}{
+		{"rewritten", sc.Rewrites.Load()}, {"no_room", sc.NoRoom.Load()}, {"rewrite_error", sc.RewriteErrors.Load()},
+		{"unregistered_syn", sc.Unregistered.Load()}, {"inspected", sc.Inspected.Load()},
+		{"bad_checksum", sc.BadChecksum.Load()}, {"out_of_window", sc.OutOfWindow.Load()},
+		{"syn_data_dropped", sc.SYNDataDropped.Load()},
+	} {
+		counter(c.shimSegments, e.v, e.name)
+	}
+	for _, e := range []struct {
+		name string
+		v    uint64
+	}{
+		{"created", sc.FlowsCreated.Load()}, {"removed", sc.FlowsRemoved.Load()}, {"expired", sc.FlowsExpired.Load()},
+		{"table_full", sc.FlowTableFull.Load()}, {"replaced", sc.FlowsReplaced.Load()},
+		{"no_flow_at_accept", sc.NoFlowAtAccept.Load()},
+	} {
+		counter(c.flowEvents, e.v, e.name)
+	}
+	if src.flows != nil {
+		gauge(c.flows, float64(src.flows()))
+	}
+	if src.link != nil {
+		ls := src.link()
+		counter(c.linkPackets, ls.RXPackets, "rx")
+		counter(c.linkPackets, ls.TXPackets, "tx")
+		counter(c.linkBytes, ls.RXBytes, "rx")
+		counter(c.linkBytes, ls.TXBytes, "tx")
+		counter(c.linkGSO, ls.RXGSOPackets, "rx")
+		counter(c.linkGSO, ls.TXGSOPackets, "tx")
+		for _, e := range []struct {
+			dir, reason string
+			v           uint64
+		}{
+			{"rx", "short", ls.RXDropShort}, {"rx", "malformed", ls.RXDropMalformed},
+			{"rx", "unknown_proto", ls.RXDropUnknownProto}, {"rx", "bad_virtio", ls.RXDropBadVirtio},
+			{"rx", "unsupported_gso", ls.RXDropUnsupportedGSO}, {"rx", "checksum", ls.RXDropChecksum},
+			{"tx", "no_csum", ls.TXDropNoCsum}, {"tx", "bad_gso", ls.TXDropBadGSO}, {"tx", "header", ls.TXDropHeader},
+		} {
+			counter(c.linkDrops, e.v, e.dir, e.reason)
+		}
+		counter(c.linkErrors, ls.RXReadErrors, "rx")
+		counter(c.linkErrors, ls.TXErrors, "tx")
+	}
+}
+
+// newMetrics returns a registry with our collector and the Go runtime and
+// process collectors, and its HTTP handler. No global registry is used.
+func newMetrics(c *collector) (*prometheus.Registry, http.Handler) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// metricsOnly serves h at /metrics and nothing else: the TCP metrics
+// listener must not expose the control API.
+func metricsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
