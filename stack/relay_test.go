@@ -168,6 +168,15 @@ func TestForwarderUpgrades(t *testing.T) {
 				info.Outer.Remote != netip.AddrPortFrom(dst, 80) || info.Outer.Local.Addr() != map[bool]netip.Addr{false: addrF4, true: addrF6}[fam.v6] {
 				t.Fatalf("table entry %+v", info)
 			}
+			// Found from the application's socket (its local, remote) and
+			// from the server's view of the outer leg.
+			appLocal := c.stream.LocalAddr().(*net.TCPAddr).AddrPort()
+			appLocal = netip.AddrPortFrom(appLocal.Addr().Unmap(), appLocal.Port())
+			for _, q := range [][2]netip.AddrPort{{appLocal, netip.AddrPortFrom(dst, 80)}, {info.Outer.Remote, info.Outer.Local}} {
+				if got, ok := tr.f.Table().Lookup(q[0], q[1]); !ok || got.ID != info.ID {
+					t.Fatalf("Lookup(%v, %v) = %+v, %v", q[0], q[1], got, ok)
+				}
+			}
 			if _, err := c.Write(req); err != nil {
 				t.Fatal(err)
 			}

@@ -409,7 +409,7 @@ func TestConcurrentConnections(t *testing.T) {
 	if got := p.a.Counters().Enabled.Load(); got != uint64(n) {
 		t.Fatalf("enabled %d of %d", got, n)
 	}
-	if p.a.Table().Len() != 0 || p.b.Table().Len() != 0 {
+	if p.a.Table().Len() != 0 || p.b.Table().Len() != 0 || len(p.a.Table().byTuple) != 0 || len(p.b.Table().byTuple) != 0 {
 		t.Fatal("table entries left")
 	}
 	t.Logf("%d connections; wire sent %d packets, gVisor a: %d segments sent", n, p.hub.Stats.Sent.Load(), p.a.GVisor().Stats().TCP.SegmentsSent.Value())

@@ -98,15 +98,65 @@ type Table struct {
 	next atomic.Uint64
 	mu   sync.Mutex
 	m    map[uint64]*tableEntry // guarded by mu
+	// byTuple indexes every entry's inner and outer tuples, each in both
+	// orientations, so an application can find its connection from its
+	// own socket's view (which is the stack's view reversed). Guarded by mu.
+	byTuple map[Tuple]uint64
 }
 
-func newTable() *Table { return &Table{m: make(map[uint64]*tableEntry)} }
+func newTable() *Table {
+	return &Table{m: make(map[uint64]*tableEntry), byTuple: make(map[Tuple]uint64)}
+}
+
+// index lists tu (both orientations) for entry id (t.mu held).
+func (t *Table) index(id uint64, tu Tuple) {
+	if !tu.Local.IsValid() || !tu.Remote.IsValid() {
+		return
+	}
+	t.byTuple[tu] = id
+	t.byTuple[Tuple{Local: tu.Remote, Remote: tu.Local}] = id
+}
+
+// unindex removes tu for entry id, unless another entry took it over
+// (t.mu held).
+func (t *Table) unindex(id uint64, tu Tuple) {
+	for _, k := range []Tuple{tu, {Local: tu.Remote, Remote: tu.Local}} {
+		if t.byTuple[k] == id {
+			delete(t.byTuple, k)
+		}
+	}
+}
+
+// remove unlists e and returns its last snapshot.
+func (t *Table) remove(e *tableEntry) ConnInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, e.info.ID)
+	t.unindex(e.info.ID, e.info.Inner)
+	t.unindex(e.info.ID, e.info.Outer)
+	return e.snapshot()
+}
+
+// Lookup finds the connection one of whose legs has the 4-tuple (local,
+// remote), seen from either end: the application's own socket, the
+// stack's side of either leg, or the wire.
+func (t *Table) Lookup(local, remote netip.AddrPort) (ConnInfo, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.byTuple[Tuple{Local: local, Remote: remote}]
+	if !ok {
+		return ConnInfo{}, false
+	}
+	return t.m[id].snapshot(), true
+}
 
 // add lists a new entry and returns it.
 func (t *Table) add(dir Direction, inner, outer Tuple, start time.Time) *tableEntry {
 	e := &tableEntry{info: ConnInfo{ID: t.next.Add(1), Direction: dir, Inner: inner, Outer: outer, Start: start}}
 	t.mu.Lock()
 	t.m[e.info.ID] = e
+	t.index(e.info.ID, inner)
+	t.index(e.info.ID, outer)
 	t.mu.Unlock()
 	return e
 }
@@ -114,6 +164,8 @@ func (t *Table) add(dir Direction, inner, outer Tuple, start time.Time) *tableEn
 // setOuter records the outer leg's tuple and negotiation.
 func (t *Table) setOuter(e *tableEntry, outer Tuple, n Negotiation) {
 	t.mu.Lock()
+	t.unindex(e.info.ID, e.info.Outer)
+	t.index(e.info.ID, outer)
 	e.info.Outer = outer
 	e.info.Encrypted = n.Encrypted
 	e.info.TEP, e.info.AEAD, e.info.Resumed = n.TEP, n.AEAD, n.Resumed
@@ -125,6 +177,8 @@ func (t *Table) setOuter(e *tableEntry, outer Tuple, n Negotiation) {
 // setInner records the inner leg's tuple.
 func (t *Table) setInner(e *tableEntry, inner Tuple) {
 	t.mu.Lock()
+	t.unindex(e.info.ID, e.info.Inner)
+	t.index(e.info.ID, inner)
 	e.info.Inner = inner
 	t.mu.Unlock()
 }
@@ -148,10 +202,7 @@ func (e *tableEntry) snapshot() ConnInfo {
 // finish removes e from the table and reports its end to
 // Options.OnConnDone.
 func (s *Stack) finish(e *tableEntry, err error) {
-	s.table.mu.Lock()
-	delete(s.table.m, e.info.ID)
-	ci := e.snapshot()
-	s.table.mu.Unlock()
+	ci := s.table.remove(e)
 	if f := s.opts.OnConnDone; f != nil {
 		f(ci, err)
 	}

@@ -45,6 +45,13 @@ func recvHashed(r io.Reader, n int64) ([32]byte, int64, error) {
 // Large encrypted transfers over a wire that loses, duplicates and
 // reorders packets (both directions at once) arrive intact (SHA-256).
 func TestLossyTransferSHA256(t *testing.T) {
+	t.Run("fresh", func(t *testing.T) { lossyTransfer(t, false) })
+	t.Run("resumed", func(t *testing.T) { lossyTransfer(t, true) })
+}
+
+// lossyTransfer runs the transfer on a fresh session, or on a session
+// resumed (RFC 8548 §3.5) from one made on the same impaired wire.
+func lossyTransfer(t *testing.T, resumed bool) {
 	size := int64(50 << 20)
 	if testing.Short() || raceEnabled {
 		size = 5 << 20
@@ -56,9 +63,21 @@ func TestLossyTransferSHA256(t *testing.T) {
 			wiretest.Reorder(0.01, 3*time.Millisecond, seed+2),
 		)
 	}
-	p := newPair(t, pairOpts{hookAB: impair(1), hookBA: impair(10), noCapture: true})
+	po := pairOpts{hookAB: impair(1), hookBA: impair(10), noCapture: true}
+	if resumed {
+		var ha, hb resumingHost
+		po.a, po.b = ha.options, hb.options
+	}
+	p := newPair(t, po)
+	if resumed {
+		c, s := dialAccept(t, p, false, 79, nil, nil)
+		exchange(t, c, s, []byte("prime"), []byte("the cache"))
+	}
 	client, server := dialAccept(t, p, false, 80, nil, nil)
 	checkEncrypted(t, client, server)
+	if client.Negotiation().Resumed != resumed || server.Negotiation().Resumed != resumed {
+		t.Fatalf("resumed client=%v server=%v, want %v", client.Negotiation().Resumed, server.Negotiation().Resumed, resumed)
+	}
 
 	// One direction at a time, and no half-close during the bulk: with
 	// data flowing both ways every ACK carries data, and gVisor counts only

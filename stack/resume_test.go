@@ -1,0 +1,197 @@
+package stack
+
+import (
+	"bytes"
+	"crypto/rand"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
+	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
+)
+
+// countingRand counts the random bytes a stack's tcpcrypt draws: a fresh
+// key exchange draws a nonce and a private key, a resumed session only its
+// resumption nonce (at most 8 bytes).
+type countingRand struct{ n atomic.Int64 }
+
+func (c *countingRand) Read(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
+	return rand.Read(b)
+}
+
+// resumingHost is one side's resumption cache and randomness counter.
+type resumingHost struct {
+	cache *tcpcrypt.Cache
+	rand  *countingRand
+}
+
+func (h *resumingHost) options(o *Options) {
+	h.cache = tcpcrypt.NewCache(tcpcrypt.CacheConfig{})
+	h.rand = &countingRand{}
+	o.TCPCrypt = &tcpcrypt.Config{Resumption: true, Cache: h.cache, Rand: h.rand}
+}
+
+// isResumptionSYN reports whether s is a SYN offering resumption: a
+// tcpcrypt suboption with the v bit and data (RFC 8548 §3.5).
+func isResumptionSYN(s wiretest.Segment) bool {
+	if !s.SYNOnly() {
+		return false
+	}
+	for _, opt := range s.ENO() {
+		o, err := eno.ParseSYNForm(opt)
+		if err != nil {
+			continue
+		}
+		for _, sub := range o.Subs {
+			if sub.V && len(sub.Data) >= 9 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// startsWithInit reports whether a stream starts with an Init1 or Init2
+// message (RFC 8548 §4.1 magic numbers).
+func startsWithInit(stream []byte) bool {
+	return bytes.HasPrefix(stream, []byte{0x15, 0x10, 0x1a, 0x0e}) ||
+		bytes.HasPrefix(stream, []byte{0x09, 0x71, 0x05, 0xe0})
+}
+
+func addrPort(t testing.TB, c *Conn, local bool) netip.AddrPort {
+	t.Helper()
+	a := c.RemoteAddr()
+	if local {
+		a = c.LocalAddr()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		t.Fatalf("address %v: %v", a, err)
+	}
+	return ap
+}
+
+// A resumed connection between two stacks (RFC 8548 §3.5) sends no Init1
+// or Init2 and does no key generation (TC-19), and gets a session ID of its
+// own that starts with the v bit (TC-20), equal at both ends.
+func TestResumedSessionSkipsKeyExchange(t *testing.T) {
+	var ha, hb resumingHost
+	p := newPair(t, pairOpts{a: ha.options, b: hb.options})
+	var ids [][]byte
+	for i, wantResumed := range []bool{false, true, true} {
+		ra, rb := ha.rand.n.Load(), hb.rand.n.Load()
+		client, server := dialAccept(t, p, false, uint16(90+i), nil, nil)
+		c, s := addrPort(t, client, true), addrPort(t, client, false)
+		checkEncrypted(t, client, server)
+		exchange(t, client, server, []byte("question"), []byte("answer"))
+		cn, sn := client.Negotiation(), server.Negotiation()
+		if cn.Resumed != wantResumed || sn.Resumed != wantResumed {
+			t.Fatalf("connection %d: resumed client=%v server=%v, want %v", i, cn.Resumed, sn.Resumed, wantResumed)
+		}
+		if !bytes.Equal(cn.SessionID, sn.SessionID) {
+			t.Fatalf("connection %d: session IDs differ", i)
+		}
+		for _, id := range ids {
+			if bytes.Equal(id, cn.SessionID) {
+				t.Fatalf("connection %d reuses a session ID", i)
+			}
+		}
+		ids = append(ids, cn.SessionID)
+
+		up, down := p.capAB.Payloads(c, s), p.capBA.Payloads(s, c)
+		drawnA, drawnB := ha.rand.n.Load()-ra, hb.rand.n.Load()-rb
+		t.Logf("connection %d: resumed %v, random bytes drawn A %d B %d, session ID %x", i, cn.Resumed, drawnA, drawnB, cn.SessionID[:4])
+		if !wantResumed {
+			if !startsWithInit(up) || !startsWithInit(down) {
+				t.Fatalf("fresh connection %d: streams do not start with Init1/Init2", i)
+			}
+			continue
+		}
+		if startsWithInit(up) || startsWithInit(down) {
+			t.Fatalf("resumed connection %d: Init message on the wire", i)
+		}
+		if drawnA > 8 || drawnB > 8 {
+			t.Fatalf("resumed connection %d drew %d/%d random bytes: a key was generated", i, drawnA, drawnB)
+		}
+		if cn.SessionID[0]&0x80 == 0 {
+			t.Fatalf("resumed session ID starts with %#x, want the v bit (TC-20)", cn.SessionID[0])
+		}
+	}
+}
+
+// A resumption SYN that is lost, refused by the passive opener, or stripped
+// of its ENO option by the path falls back correctly: the data arrives,
+// and later connections still work (RFC 8548 §3.5, TC-24).
+func TestResumptionSYNLostOrRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// tamper applies to the first resumption SYN only.
+		drop, strip bool
+		flushB      bool // B forgets its cached secrets before the attempt
+		// What the attempt ends as, and whether the next connection
+		// resumes.
+		wantEncrypted, wantResumed, nextResumed bool
+	}{
+		// The retransmitted SYN carries the same option (ENO-20) and
+		// resumes.
+		{name: "lost", drop: true, wantEncrypted: true, wantResumed: true, nextResumed: true},
+		// B has no matching secret: it answers a fresh exchange (TC-16).
+		{name: "refused", flushB: true, wantEncrypted: true, wantResumed: false},
+		// The path strips ENO: plain TCP. A counts the offered index as
+		// used (TC-24); B's look-ahead finds the next one.
+		{name: "stripped", strip: true, wantEncrypted: false, nextResumed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ha, hb resumingHost
+			var armed atomic.Bool
+			var tampered atomic.Int32
+			hook := func(pk *wiretest.Packet) wiretest.Verdict {
+				s, ok := wiretest.ParseTCP(pk.Data)
+				if !ok || !armed.Load() || !isResumptionSYN(s) {
+					return wiretest.Verdict{}
+				}
+				armed.Store(false)
+				tampered.Add(1)
+				if tc.strip {
+					wiretest.StripENO(pk.Data)
+				}
+				return wiretest.Verdict{Drop: tc.drop}
+			}
+			p := newPair(t, pairOpts{a: ha.options, b: hb.options, hookAB: hook})
+
+			client, server := dialAccept(t, p, false, 100, nil, nil)
+			checkEncrypted(t, client, server)
+			exchange(t, client, server, []byte("prime"), []byte("cache"))
+
+			if tc.flushB {
+				hb.cache.FlushAll()
+			}
+			armed.Store(tc.drop || tc.strip)
+			client, server = dialAccept(t, p, false, 101, nil, nil)
+			if want := tc.drop || tc.strip; want && tampered.Load() != 1 {
+				t.Fatalf("the hook tampered with %d resumption SYNs, want 1", tampered.Load())
+			}
+			cn, sn := client.Negotiation(), server.Negotiation()
+			if cn.Encrypted != tc.wantEncrypted || sn.Encrypted != tc.wantEncrypted {
+				t.Fatalf("encrypted client=%v server=%v, want %v (reason %v %s)", cn.Encrypted, sn.Encrypted, tc.wantEncrypted, cn.Reason, cn.Detail)
+			}
+			if cn.Resumed != tc.wantResumed || sn.Resumed != tc.wantResumed {
+				t.Fatalf("resumed client=%v server=%v, want %v", cn.Resumed, sn.Resumed, tc.wantResumed)
+			}
+			if !tc.wantEncrypted && cn.Reason == eno.ReasonNone {
+				t.Fatal("plain connection without a recorded reason")
+			}
+			exchange(t, client, server, []byte("after "+tc.name), []byte("intact"))
+
+			client, server = dialAccept(t, p, false, 102, nil, nil)
+			checkEncrypted(t, client, server)
+			exchange(t, client, server, []byte("next"), []byte("works"))
+			if tc.nextResumed && (!client.Negotiation().Resumed || !server.Negotiation().Resumed) {
+				t.Fatalf("the next connection did not resume")
+			}
+		})
+	}
+}
