@@ -17,6 +17,7 @@ type Counters struct {
 	// Shim, outgoing.
 	Rewrites      atomic.Uint64 // segments grown by an ENO option
 	NoRoom        atomic.Uint64 // ENO option wanted but the segment had no room (options or MTU)
+	MSSClamped    atomic.Uint64 // SYN-ACKs whose MSS was lowered to keep room for the non-SYN ENO option
 	RewriteErrors atomic.Uint64 // segments the shim could not parse or rewrite
 	Unregistered  atomic.Uint64 // outgoing SYNs of flows nobody registered (sent without ENO)
 
@@ -69,6 +70,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 	m := map[string]uint64{
 		"rewrites":          c.Rewrites.Load(),
 		"no-room":           c.NoRoom.Load(),
+		"mss-clamped":       c.MSSClamped.Load(),
 		"rewrite-errors":    c.RewriteErrors.Load(),
 		"unregistered-syn":  c.Unregistered.Load(),
 		"inspected":         c.Inspected.Load(),

@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -193,5 +194,127 @@ func TestResumptionSYNLostOrRefused(t *testing.T) {
 				t.Fatalf("the next connection did not resume")
 			}
 		})
+	}
+}
+
+// ENO-18, ENO-19 with resumption: a resumed A may send full-sized data
+// segments at once (no Init messages to wait for), before any non-SYN
+// segment from B. Each must still carry 45 02 (RFC 8547 §4.6), or B, whose
+// first ACK segment is then a data segment because the third segment was
+// lost, would fall back while A encrypts. The shim keeps room for the
+// option by clamping the MSS the peer announced.
+func TestENO18_ResumedDataCarriesENO(t *testing.T) {
+	// With SACK, gVisor keeps option space free on data segments; without
+	// it (the path or the peer declines SACK) segments are full-sized.
+	t.Run("sack", func(t *testing.T) { resumedDataCarriesENO(t, false) })
+	t.Run("no-sack", func(t *testing.T) { resumedDataCarriesENO(t, true) })
+}
+
+// noSACK replaces the SACK-permitted option of SYN segments with NOPs.
+func noSACK(pk *wiretest.Packet) wiretest.Verdict {
+	s, ok := wiretest.ParseTCP(pk.Data)
+	if !ok || !s.SYN() {
+		return wiretest.Verdict{}
+	}
+	for i := 0; i < len(s.Options); {
+		switch k := s.Options[i]; {
+		case k == 0:
+			i = len(s.Options)
+		case k == 1:
+			i++
+		case i+1 >= len(s.Options) || s.Options[i+1] < 2:
+			i = len(s.Options)
+		default:
+			l := int(s.Options[i+1])
+			if k == 4 && l == 2 {
+				s.Options[i], s.Options[i+1] = 1, 1
+			}
+			i += l
+		}
+	}
+	wiretest.FixTCPChecksum(pk.Data, s)
+	return wiretest.Verdict{}
+}
+
+func resumedDataCarriesENO(t *testing.T, withoutSACK bool) {
+	var ha, hb resumingHost
+	var armed atomic.Bool
+	var dropped atomic.Int32
+	p := newPair(t, pairOpts{a: ha.options, b: hb.options, hookAB: func(pk *wiretest.Packet) wiretest.Verdict {
+		// Drop A's third segment (its first pure ACK) once armed.
+		if s, ok := wiretest.ParseTCP(pk.Data); ok && armed.Load() && !s.SYN() && len(s.Payload) == 0 && dropped.Add(1) == 1 {
+			return wiretest.Verdict{Drop: true}
+		}
+		return wiretest.Verdict{}
+	}})
+	if withoutSACK {
+		p.hub.SetHook(p.pb, p.pa, p.capBA.Hook(noSACK))
+	}
+	c0, s0 := dialAccept(t, p, false, 110, nil, nil)
+	exchange(t, c0, s0, []byte("prime"), []byte("cache"))
+
+	l, err := p.b.Listen(addrB4, 111, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := ctxT(t)
+	accepted := make(chan *Conn, 1)
+	go func() {
+		c, err := l.AcceptConn(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	p.capAB.Reset()
+	armed.Store(true)
+	client, err := p.a.Dial(ctx, netip.AddrPortFrom(addrA4, 0), netip.AddrPortFrom(addrB4, 111), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	want := pattern(200<<10, "RESUMED-EARLY-DATA|")
+	go func() {
+		client.Write(want)
+		client.CloseWrite()
+	}()
+	server := <-accepted
+	if server == nil {
+		t.Fatal("no connection accepted")
+	}
+	defer server.Close()
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatalf("read: %v (server %+v)", err, server.Negotiation())
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("received %d bytes, want %d identical; first difference at %d: got %q want %q", len(got), len(want), i, got[max(0, i-40):min(len(got), i+60)], want[max(0, i-40):min(len(want), i+60)])
+	}
+	if !client.Negotiation().Resumed || !server.Negotiation().Resumed {
+		t.Fatalf("not resumed: client %+v server %+v", client.Negotiation(), server.Negotiation())
+	}
+	if dropped.Load() == 0 {
+		t.Fatal("the third segment was not dropped")
+	}
+	if p.a.Counters().MSSClamped.Load() == 0 {
+		t.Fatal("no SYN-ACK had its MSS clamped")
+	}
+	if n := p.a.Counters().NoRoom.Load(); n != 0 {
+		t.Fatalf("%d segments went out without ENO for lack of room", n)
+	}
+	// Every data segment A sent carried 45 02 until B's first non-SYN
+	// segment, which here comes after A's first data.
+	for _, s := range p.capAB.Segments() {
+		if len(s.Payload) > 0 {
+			if len(s.ENO()) == 0 {
+				t.Fatalf("A's first data segment (%d bytes) has no ENO option", len(s.Payload))
+			}
+			break
+		}
 	}
 }

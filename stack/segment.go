@@ -262,6 +262,38 @@ func stripPayload(pkt []byte, s *segment) []byte {
 	return out
 }
 
+// clampMSS lowers the MSS option of the packet b (parsed as s) by `by`
+// bytes and fixes the checksums. It reports false, changing nothing, when
+// there is no MSS option or it is already too small to lower (the IPv4
+// minimum, 536, is kept as a floor).
+func clampMSS(b []byte, s *segment, by uint16) bool {
+	if len(b) < s.ipLen {
+		return false
+	}
+	opts := b[s.ipHdrLen+header.TCPMinimumSize : s.ipHdrLen+s.tcpHdrLen]
+	for i := 0; i < len(opts); {
+		switch k := opts[i]; {
+		case k == header.TCPOptionEOL:
+			return false
+		case k == header.TCPOptionNOP:
+			i++
+			continue
+		case i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts):
+			return false
+		case k == header.TCPOptionMSS && opts[i+1] == header.TCPOptionMSSLength:
+			mss := binary.BigEndian.Uint16(opts[i+2:])
+			if mss < 536+by {
+				return false
+			}
+			binary.BigEndian.PutUint16(opts[i+2:], mss-by)
+			fixLengths(b, s)
+			return true
+		}
+		i += int(opts[i+1])
+	}
+	return false
+}
+
 // fixLengths writes the IP length fields, the TCP data offset and both
 // checksums of the packet b described by s.
 func fixLengths(b []byte, s *segment) {

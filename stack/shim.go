@@ -184,13 +184,13 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	// The rewritten packet is never a GSO super-packet, so it must fit the
 	// MTU whatever the original was.
 	//
-	// Decision: RFC 8547 §4.6 wants 45 02 on every segment of the active
-	// opener until it receives a non-SYN segment. With tcpcrypt that window
-	// holds only the third segment (a pure ACK) and Init1 (about 80 bytes):
-	// A sends no application data before Init2, a non-SYN segment, arrives.
-	// A segment too big to grow (only possible with a TEP that sends bulk
-	// data early) is sent without the option and counted in NoRoom rather
-	// than exceeding the MTU.
+	// RFC 8547 §4.6 wants 45 02 on every segment of the active opener
+	// until it receives a non-SYN segment. For a fresh session that window
+	// holds the third segment and Init1; a resumed session sends full-sized
+	// data in it, which fits because the shim lowered the peer's MSS by
+	// roomForENO (inClampMSS). A segment that still cannot grow (a peer
+	// MSS too small to lower) is sent without the option and counted in
+	// NoRoom rather than exceeding the MTU.
 	grown, err := appendOption(ipPkt, &seg, opt, int(s.MTU()))
 	if err != nil {
 		switch segmentReason(err) {
@@ -276,6 +276,8 @@ func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvst
 	switch s.incoming(pkt, hdr, &seg) {
 	case inStrip:
 		s.deliverStripped(proto, pkt, &seg)
+	case inClampMSS:
+		s.deliverClamped(proto, pkt, &seg)
 	case inRefuse:
 		s.refuse(&seg)
 	default:
@@ -287,10 +289,15 @@ func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvst
 type inAction uint8
 
 const (
-	inDeliver inAction = iota // hand it to the stack unchanged
-	inStrip                   // hand it over without its payload (RFC 8547 §4.7)
-	inRefuse                  // answer with a RST; the stack never sees it
+	inDeliver  inAction = iota // hand it to the stack unchanged
+	inStrip                    // hand it over without its payload (RFC 8547 §4.7)
+	inRefuse                   // answer with a RST; the stack never sees it
+	inClampMSS                 // hand it over with its MSS option lowered (roomForENO)
 )
+
+// roomForENO is what the non-SYN ENO option takes in a segment: 45 02,
+// NOP-padded to a 4-byte boundary.
+const roomForENO = 4
 
 // incoming feeds one incoming segment to its flow's negotiator and says
 // what to do with it.
@@ -374,6 +381,18 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 		f.rcvdNonSYN = true
 	}
 	s.flows.update(f)
+	if seg.syn() && seg.ackf() && f.kind == flowActive && keep == inDeliver &&
+		f.spec.neg.State() != eno.StateDisabled {
+		// RFC 8547 §4.6 (ENO-18): as active opener we put 45 02 on every
+		// segment until we receive a non-SYN segment. A resumed session
+		// sends full-sized data at once, and a full-sized segment has no
+		// room for the option unless gVisor's segments are smaller: lower
+		// the MSS the peer announced, as the stack sees it, by the
+		// option's size. Without this a lost third segment leaves B with a
+		// first ACK lacking ENO: B falls back while we encrypt
+		// (TestENO18_ResumedDataCarriesENO).
+		return inClampMSS
+	}
 	if synOnly && f.kind == flowPassive && f.spec.mode == eno.ModeRequired && f.spec.neg.State() == eno.StateDisabled {
 		// Decision: encryption is required and this SYN already rules it
 		// out (no usable ENO): refuse the connection as a closed port
@@ -436,6 +455,21 @@ func (s *shim) newPassive(id gvstack.TransportEndpointID) *flow {
 func (s *shim) deliverStripped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer, seg *segment) {
 	flat := pkt.Data().AsRange().ToSlice()
 	b := stripPayload(flat, seg)
+	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	np.RXChecksumValidated = pkt.RXChecksumValidated
+	s.Endpoint.DeliverNetworkPacket(proto, np)
+	np.DecRef()
+}
+
+// deliverClamped hands the stack a copy of pkt whose MSS option is lowered
+// by roomForENO.
+func (s *shim) deliverClamped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer, seg *segment) {
+	b := pkt.Data().AsRange().ToSlice()
+	if !clampMSS(b, seg, roomForENO) {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
+	s.counters.MSSClamped.Add(1)
 	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	np.RXChecksumValidated = pkt.RXChecksumValidated
 	s.Endpoint.DeliverNetworkPacket(proto, np)
