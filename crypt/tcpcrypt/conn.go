@@ -635,6 +635,12 @@ func (c *Conn) Close() error {
 	}
 	c.closed.Store(true)
 	err := c.stream.Close()
+	if errors.Is(err, net.ErrClosed) {
+		// The stream is already gone: our own abort (authentication
+		// failure, truncation) closed it, or its owner did. Close has
+		// still done its job; an error here would only confuse callers.
+		err = nil
+	}
 	if c.in.TryLock() {
 		c.in.open.Zero()
 		clear(c.in.buf[:cap(c.in.buf)])

@@ -513,6 +513,10 @@ func TestAuthFailureAborts(t *testing.T) {
 	if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
 		t.Fatalf("reset reported as %v", err)
 	}
+	// The abort closed B's stream already; closing the Conn still succeeds.
+	if err := p.cb.Close(); err != nil {
+		t.Fatalf("Close after abort: %v", err)
+	}
 }
 
 // TestCloseSendsFINp: Close ends our direction with FINp (the peer sees
