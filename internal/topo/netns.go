@@ -57,10 +57,10 @@ func NewNamespace(prefix, role string) (*NS, error) {
 // createNamed creates the namespace /run/netns/name.
 func createNamed(name, role string) (*NS, error) {
 	var h netns.NsHandle
-	err := onThread(func() error {
+	err := OnThread(func() error {
 		var err error
 		// NewNamed unshares this (locked) thread into the new namespace and
-		// bind-mounts it at /run/netns/name; onThread then puts the thread back.
+		// bind-mounts it at /run/netns/name; OnThread then puts the thread back.
 		h, err = netns.NewNamed(name)
 		return err
 	})
@@ -116,19 +116,28 @@ func (n *NS) String() string { return n.Name }
 // working from any goroutine afterwards. Goroutines started by f do NOT run in
 // the namespace.
 func (n *NS) Do(f func() error) error {
-	return onThread(func() error {
-		if err := netns.Set(n.h); err != nil {
-			return fmt.Errorf("enter namespace %s: %w", n.Name, err)
+	if err := InNamespace(n.h, f); err != nil {
+		return fmt.Errorf("namespace %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// InNamespace runs f on a dedicated OS thread that has entered the network
+// namespace h (see NS.Do for what that means for sockets and goroutines).
+func InNamespace(h netns.NsHandle, f func() error) error {
+	return OnThread(func() error {
+		if err := netns.Set(h); err != nil {
+			return fmt.Errorf("enter namespace: %w", err)
 		}
 		return f()
 	})
 }
 
-// onThread runs f on a fresh goroutine locked to its OS thread and puts the
+// OnThread runs f on a fresh goroutine locked to its OS thread and puts the
 // thread back into its original namespace afterwards. If that fails, the
 // goroutine exits still locked and the runtime destroys the thread instead of
 // reusing it, so no other goroutine ever runs in a namespace by accident.
-func onThread(f func() error) error {
+func OnThread(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

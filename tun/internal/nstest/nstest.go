@@ -4,7 +4,7 @@
 package nstest
 
 import (
-	"fmt"
+	"github.com/tcpcryptd/tcpcryptd/internal/topo"
 	"os"
 	"runtime"
 	"strings"
@@ -43,7 +43,7 @@ func New(t testing.TB) *NS {
 		h   netns.NsHandle
 		err error
 	)
-	onThread(func() error {
+	topo.OnThread(func() error {
 		// netns.NewNamed is avoided: an unnamed namespace leaves no /run/netns entry
 		// behind if the test binary dies.
 		h, err = netns.New()
@@ -86,36 +86,7 @@ func (n *NS) Netlink(t testing.TB) *netlink.Handle {
 // devices and netlink sockets created by f belong to it, and keep working from any
 // thread afterwards. Goroutines f starts do not inherit the namespace.
 func (n *NS) Do(f func() error) error {
-	return onThread(func() error {
-		if err := netns.Set(n.h); err != nil {
-			return fmt.Errorf("enter test namespace: %w", err)
-		}
-		return f()
-	})
-}
-
-// onThread runs f on a new goroutine locked to its OS thread, and restores the
-// thread's original namespace afterwards. If that fails, the goroutine exits still
-// locked, and the Go runtime destroys the thread rather than reuse it.
-func onThread(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current namespace: %w", err)
-			return // still locked: the thread is discarded
-		}
-		defer orig.Close()
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore namespace: %w (thread discarded)", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return topo.InNamespace(n.h, f)
 }
 
 // CheckLeaks fails t if, after its cleanups, goroutines whose stacks mention any of
