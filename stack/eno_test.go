@@ -460,6 +460,15 @@ func TestFlippedBitBothWays(t *testing.T) {
 	// side writes only after arming its own link, then both read.
 	armedAB.Store(true)
 	armedBA.Store(true)
+	// Both corrupted frames go out before either end reads: an end that
+	// read its corrupted frame first aborts at once, and could not send
+	// its own any more.
+	for _, c := range []*Conn{client, server} {
+		if _, err := c.Write(pattern(100, fmt.Sprintf("%p", c))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // each frame reaches the other end's receive buffer
 	errs := make(chan error, 2)
 	for _, c := range []*Conn{client, server} {
 		go func() {
@@ -467,12 +476,6 @@ func TestFlippedBitBothWays(t *testing.T) {
 			_, err := io.ReadFull(c, make([]byte, 100))
 			errs <- err
 		}()
-	}
-	time.Sleep(50 * time.Millisecond) // both readers are blocked in Read
-	for _, c := range []*Conn{client, server} {
-		if _, err := c.Write(pattern(100, fmt.Sprintf("%p", c))); err != nil {
-			t.Fatal(err)
-		}
 	}
 	auth := 0
 	for range 2 {

@@ -58,6 +58,13 @@ func (n *NS) Snapshot() (string, error) {
 		return "", fmt.Errorf("routes in %s: %w", n, err)
 	}
 	for _, r := range routes {
+		if r.Table == unix.RT_TABLE_LOCAL && r.Protocol == unix.RTPROT_KERNEL {
+			// The kernel keeps the local table in step with addresses,
+			// link state and forwarding (subnet-router anycast) on its own
+			// schedule, e.g. an IPv6 address's local route appears once the
+			// veth has carrier. tcpcryptd never writes this table.
+			continue
+		}
 		dev := names[r.LinkIndex]
 		if dev == "" && r.LinkIndex != 0 {
 			dev = fmt.Sprintf("if%d", r.LinkIndex)
