@@ -3,62 +3,20 @@ package kex
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
-	"os"
+	"github.com/tcpcryptd/tcpcryptd/crypt/internal/kat"
 	"testing"
 )
 
 // Known-answer vectors from ../testdata/gen_vectors.py, computed with
 // python3-cryptography, independently of this package.
 
-type hexBytes []byte
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
-
-type kexVector struct {
-	TEP   byte     `json:"tep"`
-	PrivA hexBytes `json:"priv_a"`
-	PrivB hexBytes `json:"priv_b"`
-	PubA  hexBytes `json:"pub_a"`
-	PubB  hexBytes `json:"pub_b"`
-	ES    hexBytes `json:"es"`
-}
-
-type handshakeVector struct {
-	Name  string   `json:"name"`
-	TEP   byte     `json:"tep"`
-	PrivA hexBytes `json:"priv_a"`
-	PrivB hexBytes `json:"priv_b"`
-	Init1 hexBytes `json:"init1"`
-	Init2 hexBytes `json:"init2"`
-	ES    hexBytes `json:"es"`
-}
+type (
+	kexVector       = kat.Kex
+	handshakeVector = kat.Handshake
+)
 
 func loadVectors(t testing.TB) ([]kexVector, []handshakeVector) {
-	t.Helper()
-	b, err := os.ReadFile("../testdata/vectors.json")
-	if err != nil {
-		t.Fatalf("read vectors: %v", err)
-	}
-	var v struct {
-		Kex        []kexVector       `json:"kex"`
-		Handshakes []handshakeVector `json:"handshakes"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("parse vectors: %v", err)
-	}
-	if len(v.Kex) != 4 || len(v.Handshakes) == 0 {
-		t.Fatalf("vectors.json: %d kex, %d handshakes", len(v.Kex), len(v.Handshakes))
-	}
+	v := kat.Load(t)
 	return v.Kex, v.Handshakes
 }
 

@@ -2,93 +2,19 @@ package schedule
 
 import (
 	"bytes"
-	"encoding/hex"
-	"encoding/json"
-	"os"
+	"github.com/tcpcryptd/tcpcryptd/crypt/internal/kat"
 	"testing"
 )
 
 // Known-answer vectors from ../testdata/gen_vectors.py, an independent
 // Python implementation (python3-cryptography + hmac-based HKDF).
 
-type hexBytes []byte
+type (
+	handshakeVector = kat.Handshake
+	frameVector     = kat.Frame
+)
 
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
-
-type handshakeVector struct {
-	Name         string   `json:"name"`
-	TEP          byte     `json:"tep"`
-	AEADsOffered []uint16 `json:"aeads_offered"`
-	AEAD         uint16   `json:"aead"`
-	Transcript   hexBytes `json:"transcript"`
-	NA           hexBytes `json:"n_a"`
-	NB           hexBytes `json:"n_b"`
-	Init1        hexBytes `json:"init1"`
-	Init2        hexBytes `json:"init2"`
-	ES           hexBytes `json:"es"`
-	SS0          hexBytes `json:"ss0"`
-	SessionID    hexBytes `json:"session_id"`
-	MK0          hexBytes `json:"mk0"`
-	MK1          hexBytes `json:"mk1"`
-	KAB0         hexBytes `json:"k_ab0"`
-	KBA0         hexBytes `json:"k_ba0"`
-	KAB1         hexBytes `json:"k_ab1"`
-	KBA1         hexBytes `json:"k_ba1"`
-	Resume0      hexBytes `json:"resume0"`
-	SS1          hexBytes `json:"ss1"`
-	Resume1      hexBytes `json:"resume1"`
-	Resumed      struct {
-		Index     uint64   `json:"index"`
-		TEPByte   byte     `json:"tep_byte"`
-		NonceA    hexBytes `json:"nonce_a"`
-		NonceB    hexBytes `json:"nonce_b"`
-		SessionID hexBytes `json:"session_id"`
-		MK0       hexBytes `json:"mk0"`
-		KAB0      hexBytes `json:"k_ab0"`
-		KBA0      hexBytes `json:"k_ba0"`
-	} `json:"resumed"`
-}
-
-type frameVector struct {
-	AEAD    uint16   `json:"aead"`
-	Key     hexBytes `json:"key"`
-	NR      hexBytes `json:"nr"`
-	Offset  uint64   `json:"offset"`
-	Control byte     `json:"control"`
-	Flags   byte     `json:"flags"`
-	Urgent  *uint16  `json:"urgent"`
-	Data    hexBytes `json:"data"`
-	Wire    hexBytes `json:"wire"`
-}
-
-type vectorFile struct {
-	Handshakes []handshakeVector `json:"handshakes"`
-	Frames     []frameVector     `json:"frames"`
-}
-
-func loadVectors(t testing.TB) vectorFile {
-	t.Helper()
-	b, err := os.ReadFile("../testdata/vectors.json")
-	if err != nil {
-		t.Fatalf("read vectors: %v", err)
-	}
-	var v vectorFile
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("parse vectors: %v", err)
-	}
-	if len(v.Handshakes) == 0 || len(v.Frames) == 0 {
-		t.Fatalf("vectors.json has %d handshakes, %d frames", len(v.Handshakes), len(v.Frames))
-	}
-	return v
-}
+func loadVectors(t testing.TB) *kat.File { return kat.Load(t) }
 
 func checkHex(t *testing.T, what string, got, want []byte) {
 	t.Helper()

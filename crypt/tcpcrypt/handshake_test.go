@@ -28,13 +28,13 @@ func TestHandshakeVectors(t *testing.T) {
 		t.Run(hv.Name, func(t *testing.T) {
 			checkLeaks(t)
 			tep := kex.ID(hv.TEP)
-			cfgA := &Config{TEPs: []kex.ID{tep}, AEADs: hv.AEADsOffered,
-				Rand: bytes.NewReader(append(unhex(t, hv.PrivA), unhex(t, hv.NA)...))}
+			cfgA := &Config{TEPs: []kex.ID{tep}, AEADs: aeadIDs(hv.AEADsOffered),
+				Rand: bytes.NewReader(append([]byte(hv.PrivA), []byte(hv.NA)...))}
 			// B's preference: the vector's choice first.
-			cfgB := &Config{TEPs: []kex.ID{tep}, AEADs: []schedule.AEADID{hv.AEAD, schedule.AES128GCM, schedule.AES256GCM, schedule.ChaCha20Poly1305},
-				Rand: bytes.NewReader(append(unhex(t, hv.PrivB), unhex(t, hv.NB)...))}
+			cfgB := &Config{TEPs: []kex.ID{tep}, AEADs: []schedule.AEADID{schedule.AEADID(hv.AEAD), schedule.AES128GCM, schedule.AES256GCM, schedule.ChaCha20Poly1305},
+				Rand: bytes.NewReader(append([]byte(hv.PrivB), []byte(hv.NB)...))}
 			sa, sb := cfgA.NewSession("b", Policy{}), cfgB.NewSession("a", Policy{})
-			ra, rb := freshResults(tep, unhex(t, hv.Transcript))
+			ra, rb := freshResults(tep, []byte(hv.Transcript))
 			pa, pb := net.Pipe()
 			a, b := &recConn{Conn: pa}, &recConn{Conn: pb}
 			ca, cb, errA, errB := runHandshakes(t, sa, sb, ra, rb, a, b)
@@ -42,17 +42,17 @@ func TestHandshakeVectors(t *testing.T) {
 				t.Fatalf("handshake: %v / %v", errA, errB)
 			}
 			defer func() { pa.Close(); pb.Close(); ca.Close(); cb.Close() }()
-			if got := hex.EncodeToString(a.bytes()); got != hv.Init1 {
+			if got := hex.EncodeToString(a.bytes()); got != hex.EncodeToString(hv.Init1) {
 				t.Errorf("init1 = %s\nwant    %s", got, hv.Init1)
 			}
-			if got := hex.EncodeToString(b.bytes()); got != hv.Init2 {
+			if got := hex.EncodeToString(b.bytes()); got != hex.EncodeToString(hv.Init2) {
 				t.Errorf("init2 = %s\nwant    %s", got, hv.Init2)
 			}
 			for _, c := range []*Conn{ca, cb} {
-				if got := hex.EncodeToString(c.SessionID()); got != hv.SessionID {
-					t.Errorf("%v: session ID = %s, want %s", c.Role(), got, hv.SessionID)
+				if got := hex.EncodeToString(c.SessionID()); got != hex.EncodeToString(hv.SessionID) {
+					t.Errorf("%v: session ID = %s, want %x", c.Role(), got, hv.SessionID)
 				}
-				if c.AEAD() != hv.AEAD || c.TEP() != tep || c.Resumed() {
+				if c.AEAD() != schedule.AEADID(hv.AEAD) || c.TEP() != tep || c.Resumed() {
 					t.Errorf("%v: aead %v tep %v resumed %v", c.Role(), c.AEAD(), c.TEP(), c.Resumed())
 				}
 			}
@@ -61,11 +61,11 @@ func TestHandshakeVectors(t *testing.T) {
 			}
 			// Frames 0 (A, "hello" at offset 77) and 3 (B, "world!" at 74).
 			exchange(t, ca, cb, "hello")
-			if got, want := hex.EncodeToString(a.bytes()[len(hv.Init1)/2:]), v.Frames[0].Wire; got != want {
+			if got, want := hex.EncodeToString(a.bytes()[len(hv.Init1):]), hex.EncodeToString(v.Frames[0].Wire); got != want {
 				t.Errorf("A's first frame = %s, want %s", got, want)
 			}
 			exchange(t, cb, ca, "world!")
-			if got, want := hex.EncodeToString(b.bytes()[len(hv.Init2)/2:]), v.Frames[3].Wire; got != want {
+			if got, want := hex.EncodeToString(b.bytes()[len(hv.Init2):]), hex.EncodeToString(v.Frames[3].Wire); got != want {
 				t.Errorf("B's first frame = %s, want %s", got, want)
 			}
 			// Frames 4..6 (urgent data, an empty rekey frame under k_ab[1],
@@ -75,7 +75,7 @@ func TestHandshakeVectors(t *testing.T) {
 			go io.Copy(io.Discard, pa) // A's side drains B's answer
 			var raw []byte
 			for _, i := range []int{4, 5, 6} {
-				raw = append(raw, unhex(t, v.Frames[i].Wire)...)
+				raw = append(raw, []byte(v.Frames[i].Wire)...)
 			}
 			go pa.Write(raw)
 			got, err := io.ReadAll(cb)
@@ -84,8 +84,8 @@ func TestHandshakeVectors(t *testing.T) {
 			}
 			// B's answer: one empty frame, rekey = 1, under k_ba[1], right
 			// after frame 3 (offset 74+26 = 100).
-			aead, _ := schedule.LookupAEAD(hv.AEAD)
-			mk := schedule.MasterKeyFromBytes(unhex(t, hv.MK0), 0)
+			aead, _ := schedule.LookupAEAD(schedule.AEADID(hv.AEAD))
+			mk := schedule.MasterKeyFromBytes([]byte(hv.MK0), 0)
 			op, err := frame.NewOpener(aead, mk, schedule.DirBA, 100)
 			if err != nil {
 				t.Fatal(err)
@@ -330,7 +330,7 @@ func TestTC10_WhenFramesMayFlow(t *testing.T) {
 	v := loadVectors(t)
 	hv := v.Handshakes[0]
 	tep := kex.ID(hv.TEP)
-	transcript := unhex(t, hv.Transcript)
+	transcript := []byte(hv.Transcript)
 	ra, rb := freshResults(tep, transcript)
 
 	// Our A against a scripted B.
@@ -338,7 +338,7 @@ func TestTC10_WhenFramesMayFlow(t *testing.T) {
 	defer pa.Close()
 	defer pb.Close()
 	rec := &recConn{Conn: pa}
-	cfgA := &Config{AEADs: hv.AEADsOffered, Rand: bytes.NewReader(append(unhex(t, hv.PrivA), unhex(t, hv.NA)...))}
+	cfgA := &Config{AEADs: aeadIDs(hv.AEADsOffered), Rand: bytes.NewReader(append([]byte(hv.PrivA), []byte(hv.NA)...))}
 	ch := make(chan hsResult, 1)
 	go func() {
 		c, err := cfgA.NewSession("b", Policy{}).Handshake(context.Background(), rec, ra)
@@ -353,7 +353,7 @@ func TestTC10_WhenFramesMayFlow(t *testing.T) {
 		t.Fatalf("A finished before Init2 arrived: %v", r.err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	init2 := unhex(t, hv.Init2)
+	init2 := []byte(hv.Init2)
 	pb.Write(init2[:30]) // Init2 may span segments
 	select {
 	case r := <-ch:
@@ -374,14 +374,14 @@ func TestTC10_WhenFramesMayFlow(t *testing.T) {
 	qa, qb := net.Pipe()
 	defer qa.Close()
 	defer qb.Close()
-	cfgB := &Config{AEADs: []schedule.AEADID{hv.AEAD}, Rand: bytes.NewReader(append(unhex(t, hv.PrivB), unhex(t, hv.NB)...))}
+	cfgB := &Config{AEADs: []schedule.AEADID{schedule.AEADID(hv.AEAD)}, Rand: bytes.NewReader(append([]byte(hv.PrivB), []byte(hv.NB)...))}
 	ch = make(chan hsResult, 1)
 	recB := &recConn{Conn: qb}
 	go func() {
 		c, err := cfgB.NewSession("a", Policy{}).Handshake(context.Background(), recB, rb)
 		ch <- hsResult{c, err}
 	}()
-	qa.Write(unhex(t, hv.Init1))
+	qa.Write([]byte(hv.Init1))
 	got, err := readMessage(qa, "init2", Init2Magic, 0)
 	if err != nil || !bytes.Equal(got, init2) {
 		t.Fatalf("init2 = %x, %v", got, err)
@@ -396,7 +396,7 @@ func TestTC10_WhenFramesMayFlow(t *testing.T) {
 	}
 	go r.c.Write([]byte("world!"))
 	wire := make([]byte, 26)
-	if _, err := io.ReadFull(qa, wire); err != nil || hex.EncodeToString(wire) != v.Frames[3].Wire {
+	if _, err := io.ReadFull(qa, wire); err != nil || !bytes.Equal(wire, v.Frames[3].Wire) {
 		t.Fatalf("B's first frame = %x, %v", wire, err)
 	}
 }
@@ -458,9 +458,9 @@ func TestKeyLog(t *testing.T) {
 	v := loadVectors(t)
 	hv := v.Handshakes[0]
 	var logA, logB bytes.Buffer
-	cfgA := &Config{KeyLog: &logA, AEADs: hv.AEADsOffered, Rand: bytes.NewReader(append(unhex(t, hv.PrivA), unhex(t, hv.NA)...))}
-	cfgB := &Config{KeyLog: &logB, AEADs: []schedule.AEADID{hv.AEAD}, Rand: bytes.NewReader(append(unhex(t, hv.PrivB), unhex(t, hv.NB)...))}
-	ra, rb := freshResults(kex.ID(hv.TEP), unhex(t, hv.Transcript))
+	cfgA := &Config{KeyLog: &logA, AEADs: aeadIDs(hv.AEADsOffered), Rand: bytes.NewReader(append([]byte(hv.PrivA), []byte(hv.NA)...))}
+	cfgB := &Config{KeyLog: &logB, AEADs: []schedule.AEADID{schedule.AEADID(hv.AEAD)}, Rand: bytes.NewReader(append([]byte(hv.PrivB), []byte(hv.NB)...))}
+	ra, rb := freshResults(kex.ID(hv.TEP), []byte(hv.Transcript))
 	a, b := pipeStreams(t)
 	ca, cb, errA, errB := runHandshakes(t, cfgA.NewSession("b", Policy{}), cfgB.NewSession("a", Policy{}), ra, rb, a, b)
 	if errA != nil || errB != nil {
@@ -469,7 +469,7 @@ func TestKeyLog(t *testing.T) {
 	a.Close()
 	ca.Close()
 	cb.Close()
-	want := "TCPCRYPT_ES " + hv.SessionID + " " + hv.ES + "\nTCPCRYPT_SS " + hv.SessionID + " " + hv.SS0 + "\n"
+	want := fmt.Sprintf("TCPCRYPT_ES %x %x\nTCPCRYPT_SS %x %x\n", hv.SessionID, hv.ES, hv.SessionID, hv.SS0)
 	if logA.String() != want || logB.String() != want {
 		t.Fatalf("key logs:\n%s\n%s\nwant\n%s", logA.String(), logB.String(), want)
 	}

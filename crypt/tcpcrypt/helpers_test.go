@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tcpcryptd/tcpcryptd/crypt/internal/kat"
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -231,56 +230,15 @@ func checkLeaks(t *testing.T) {
 
 // vectors is crypt/testdata/vectors.json (written by an independent Python
 // implementation).
-type vectors struct {
-	Handshakes []struct {
-		Name         string            `json:"name"`
-		TEP          byte              `json:"tep"`
-		AEADsOffered []schedule.AEADID `json:"aeads_offered"`
-		AEAD         schedule.AEADID   `json:"aead"`
-		Transcript   string            `json:"transcript"`
-		PrivA        string            `json:"priv_a"`
-		PrivB        string            `json:"priv_b"`
-		NA           string            `json:"n_a"`
-		NB           string            `json:"n_b"`
-		Init1        string            `json:"init1"`
-		Init2        string            `json:"init2"`
-		ES           string            `json:"es"`
-		SS0          string            `json:"ss0"`
-		SS1          string            `json:"ss1"`
-		SessionID    string            `json:"session_id"`
-		MK0          string            `json:"mk0"`
-		Resume1      string            `json:"resume1"`
-		Resumed      struct {
-			Index     uint64 `json:"index"`
-			TEPByte   byte   `json:"tep_byte"`
-			NonceA    string `json:"nonce_a"`
-			NonceB    string `json:"nonce_b"`
-			SessionID string `json:"session_id"`
-			MK0       string `json:"mk0"`
-		} `json:"resumed"`
-	} `json:"handshakes"`
-	Frames []struct {
-		AEAD   schedule.AEADID `json:"aead"`
-		Offset uint64          `json:"offset"`
-		Data   string          `json:"data"`
-		Wire   string          `json:"wire"`
-	} `json:"frames"`
-}
+func loadVectors(t testing.TB) *kat.File { return kat.Load(t) }
 
-func loadVectors(t testing.TB) *vectors {
-	t.Helper()
-	b, err := os.ReadFile("../testdata/vectors.json")
-	if err != nil {
-		t.Fatalf("reading vectors: %v", err)
+// aeadIDs converts the vectors' cipher IDs.
+func aeadIDs(ids []uint16) []schedule.AEADID {
+	out := make([]schedule.AEADID, len(ids))
+	for i, id := range ids {
+		out[i] = schedule.AEADID(id)
 	}
-	var v vectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("parsing vectors: %v", err)
-	}
-	if len(v.Handshakes) == 0 {
-		t.Fatal("no handshake vectors")
-	}
-	return &v
+	return out
 }
 
 // mustGroup looks a TEP up.

@@ -131,14 +131,14 @@ func TestTC19_TC20_ResumedVector(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				tep := kex.ID(hv.TEP)
-				ss1 := unhex(t, hv.SS1)
+				ss1 := []byte(hv.SS1)
 				// Host X was A originally, host Y was B.
 				cfgX := &Config{TEPs: []kex.ID{tep}, Resumption: true, Cache: NewCache(CacheConfig{}),
-					AnswerSpace: 18, Rand: bytes.NewReader(unhex(t, hv.Resumed.NonceA))}
+					AnswerSpace: 18, Rand: bytes.NewReader([]byte(hv.Resumed.NonceA))}
 				cfgY := &Config{TEPs: []kex.ID{tep}, Resumption: true, Cache: NewCache(CacheConfig{}),
-					AnswerSpace: 18, Rand: bytes.NewReader(unhex(t, hv.Resumed.NonceB))}
-				cfgX.Cache.add("Y", tep, eno.RoleA, hv.AEAD, schedule.SessionSecretFromBytes(ss1, 1))
-				cfgY.Cache.add("X", tep, eno.RoleB, hv.AEAD, schedule.SessionSecretFromBytes(ss1, 1))
+					AnswerSpace: 18, Rand: bytes.NewReader([]byte(hv.Resumed.NonceB))}
+				cfgX.Cache.add("Y", tep, eno.RoleA, schedule.AEADID(hv.AEAD), schedule.SessionSecretFromBytes(ss1, 1))
+				cfgY.Cache.add("X", tep, eno.RoleB, schedule.AEADID(hv.AEAD), schedule.SessionSecretFromBytes(ss1, 1))
 				sx, sy := cfgX.NewSession("Y", Policy{}), cfgY.NewSession("X", Policy{})
 				active, passive := sx, sy
 				if swapped {
@@ -155,8 +155,8 @@ func TestTC19_TC20_ResumedVector(t *testing.T) {
 					t.Fatal(errA, errB)
 				}
 				for _, c := range []*Conn{ca, cb} {
-					if got := hex.EncodeToString(c.SessionID()); got != hv.Resumed.SessionID || c.AEAD() != hv.AEAD {
-						t.Errorf("%v: session ID %s, want %s", c.Role(), got, hv.Resumed.SessionID)
+					if got := hex.EncodeToString(c.SessionID()); got != hex.EncodeToString(hv.Resumed.SessionID) || c.AEAD() != schedule.AEADID(hv.AEAD) {
+						t.Errorf("%v: session ID %s, want %x", c.Role(), got, hv.Resumed.SessionID)
 					}
 				}
 				exchange(t, ca, cb, "from the active opener")
@@ -167,8 +167,8 @@ func TestTC19_TC20_ResumedVector(t *testing.T) {
 				if swapped {
 					wx, wy = wy, wx
 				}
-				aead, _ := schedule.LookupAEAD(hv.AEAD)
-				mk := schedule.MasterKeyFromBytes(unhex(t, hv.Resumed.MK0), 0)
+				aead, _ := schedule.LookupAEAD(schedule.AEADID(hv.AEAD))
+				mk := schedule.MasterKeyFromBytes([]byte(hv.Resumed.MK0), 0)
 				if got := openAll(t, aead, mk, schedule.DirAB, 0, wx); len(got) == 0 {
 					t.Fatal("X sent nothing")
 				}
