@@ -35,6 +35,10 @@ const (
 	PathConnections = "/v1/connections"
 	PathSessionID   = "/v1/sessid"
 	PathMetrics     = "/metrics"
+	// PathPprof is the prefix of Go's runtime profiles (net/http/pprof):
+	// CPU, heap, goroutines. Served only on the control socket, which only
+	// its owner (root) can open, because profiles can show memory contents.
+	PathPprof = "/debug/pprof/"
 )
 
 // Tuple is a TCP 4-tuple.

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,10 +34,40 @@ func NewHandler(src Source, metrics http.Handler, log *slog.Logger) http.Handler
 	return &handler{src: src, metrics: metrics, log: log}
 }
 
+// WithPprof adds Go's runtime profiles under PathPprof to a handler made by
+// NewHandler (for the control socket only: see PathPprof).
+func WithPprof(h http.Handler) http.Handler {
+	if hh, ok := h.(*handler); ok {
+		c := *hh
+		c.pprof = true
+		return &c
+	}
+	return h
+}
+
 type handler struct {
 	src     Source
 	metrics http.Handler
 	log     *slog.Logger
+	pprof   bool
+}
+
+// servePprof picks the net/http/pprof handler for a name below PathPprof.
+func servePprof(name string) func(http.ResponseWriter, *http.Request) {
+	switch name {
+	case "":
+		return pprof.Index
+	case "profile":
+		return pprof.Profile
+	case "trace":
+		return pprof.Trace
+	case "cmdline":
+		return pprof.Cmdline
+	case "symbol":
+		return pprof.Symbol
+	default:
+		return pprof.Handler(name).ServeHTTP
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -55,6 +87,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		serve = h.metrics.ServeHTTP
 	default:
+		if name, ok := strings.CutPrefix(r.URL.Path, PathPprof); ok && h.pprof {
+			serve = servePprof(name)
+			break
+		}
 		h.fail(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no such endpoint %q; see %s, %s, %s, %s", r.URL.Path, PathHealth, PathConnections, PathSessionID, PathMetrics), "")
 		return
 	}

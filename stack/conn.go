@@ -120,6 +120,10 @@ func (c *Conn) CloseWrite() error {
 	return c.stream.CloseWrite()
 }
 
+// WaitRead implements tcpcrypt.ReadWaiter for a plain connection (the relay
+// uses tcpcrypt.Conn's WriteTo for an encrypted one).
+func (c *Conn) WaitRead(idle func()) error { return c.stream.WaitRead(idle) }
+
 // CloseRead shuts down the reading side of the TCP connection.
 func (c *Conn) CloseRead() error { return c.stream.CloseRead() }
 
@@ -157,10 +161,47 @@ func (c *Conn) String() string {
 type tcpStream struct {
 	*gonet.TCPConn
 	ep tcpip.Endpoint
+	wq *waiter.Queue
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: wakes WaitRead whatever the state
 }
 
 func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
-	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}
+	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, closed: make(chan struct{})}
+}
+
+// Close closes the connection (and wakes WaitRead: gVisor notifies waiters
+// of a close only once the endpoint has reached CLOSED).
+func (t *tcpStream) Close() error {
+	t.closeOnce.Do(func() { close(t.closed) })
+	return t.TCPConn.Close()
+}
+
+var _ tcpcrypt.ReadWaiter = (*tcpStream)(nil)
+
+// waitReadEvents wake WaitRead: data or FIN, an error, a reset, or the
+// endpoint closed by us.
+const waitReadEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// WaitRead implements tcpcrypt.ReadWaiter: the relay waits here instead of
+// in a Read with a buffer, so an idle connection holds none.
+func (t *tcpStream) WaitRead(idle func()) error {
+	if t.ep.Readiness(waitReadEvents) != 0 {
+		return nil
+	}
+	entry, ch := waiter.NewChannelEntry(waitReadEvents)
+	t.wq.EventRegister(&entry)
+	defer t.wq.EventUnregister(&entry)
+	if t.ep.Readiness(waitReadEvents) != 0 { // became ready before we registered
+		return nil
+	}
+	idle()
+	select {
+	case <-ch:
+	case <-t.closed:
+	}
+	return nil
 }
 
 // SetLinger sets SO_LINGER like (*net.TCPConn).SetLinger: sec < 0 turns it
@@ -173,5 +214,5 @@ func (t *tcpStream) SetLinger(sec int) error {
 // Abort resets the connection.
 func (t *tcpStream) Abort() {
 	_ = t.SetLinger(0)
-	_ = t.TCPConn.Close()
+	_ = t.Close()
 }

@@ -163,5 +163,15 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	inner := &Conn{stream: newTCPStream(ep, &wq), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
 	inner.Conn = inner.stream
 	inner.id = flowID{Local: dst.String(), Remote: client.String()}
-	return s.relay(f.ctx, e, inner, outer)
+	// The relay outlives this handler goroutine (see startRelay); it
+	// keeps the forwarder's WaitGroup until it ends. Adding while this
+	// handler holds a count is safe against a concurrent Close's Wait.
+	f.wg.Add(1)
+	s.startRelay(f.ctx, e, inner, outer, func(err error) {
+		if err != nil {
+			s.log.Debug("outbound relay ended", "conn", outer.String(), "err", err)
+		}
+		f.wg.Done()
+	})
+	return nil
 }

@@ -8,6 +8,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 )
 
 // relayBufSize is the copy buffer of one relay direction: a whole tcpcrypt
@@ -20,6 +25,10 @@ var relayBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
+// relayBufsOut counts the copy buffers plain relays hold right now (an idle
+// relay holds none; tests check it).
+var relayBufsOut atomic.Int64
+
 // relayLeg is one side of a relay.
 type relayLeg interface {
 	io.Reader
@@ -29,7 +38,11 @@ type relayLeg interface {
 	Abort() // reset (RST)
 }
 
-var _ relayLeg = (*Conn)(nil)
+var (
+	_ relayLeg            = (*Conn)(nil)
+	_ tcpcrypt.ReadWaiter = netLeg{}
+	_ tcpcrypt.ReadWaiter = (*Conn)(nil)
+)
 
 // netLeg adapts a net.Conn (a backend's kernel socket) to relayLeg.
 type netLeg struct{ net.Conn }
@@ -39,6 +52,37 @@ type netLeg struct{ net.Conn }
 func (l netLeg) CloseWrite() error {
 	if cw, ok := l.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// WaitRead implements tcpcrypt.ReadWaiter for kernel sockets: it waits in
+// the runtime's poller for the socket to become readable, peeking (never
+// consuming) to tell data or end of stream from "would block".
+func (l netLeg) WaitRead(idle func()) error {
+	sc, ok := l.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var one [1]byte
+	idled := false
+	rerr := rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			if !idled {
+				idled = true
+				idle()
+			}
+			return false // wait for readability
+		}
+		return true // data, EOF or an error: Read will tell
+	})
+	if rerr != nil && !errors.Is(rerr, net.ErrClosed) {
+		return rerr
 	}
 	return nil
 }
@@ -61,14 +105,19 @@ type RelayError struct {
 func (e *RelayError) Error() string { return fmt.Sprintf("relay %s: %v", e.Dir, e.Err) }
 func (e *RelayError) Unwrap() error { return e.Err }
 
-// relay copies between inner and outer until both directions end, carrying
-// half-closes across (a FIN read on one leg becomes CloseWrite on the
-// other: application FIN <-> FINp). Any error (authentication failure,
-// reset, truncation) aborts both legs with RST. relay owns both legs and
-// the table entry: it runs its two copiers, waits for both, closes the
-// legs and removes e. Cancelling ctx aborts the relay. It returns the
-// first error, as a *RelayError.
-func (s *Stack) relay(ctx context.Context, e *tableEntry, inner, outer relayLeg) error {
+// startRelay copies between inner and outer until both directions end,
+// carrying half-closes across (a FIN read on one leg becomes CloseWrite on
+// the other: application FIN <-> FINp). Any error (authentication failure,
+// reset, truncation) aborts both legs with RST. It owns both legs and the
+// table entry: once both directions have ended it closes the legs, removes
+// e and calls done with the first error (a *RelayError) or nil. Cancelling
+// ctx aborts the relay.
+//
+// It returns at once: the directions run on goroutines of their own. The
+// caller's goroutine, whose stack grew deep in the dial and the tcpcrypt
+// handshake, can then exit: an idle relayed connection is two parked
+// goroutines with small stacks and no copy buffer.
+func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer relayLeg, done func(error)) {
 	var once sync.Once
 	aborted := make(chan struct{})
 	abort := func() {
@@ -79,69 +128,110 @@ func (s *Stack) relay(ctx context.Context, e *tableEntry, inner, outer relayLeg)
 		})
 	}
 	stop := context.AfterFunc(ctx, abort)
-	defer func() {
+	s.table.setAbort(e, abort)
+	e.state.Store(uint32(StateRelaying))
+	var first atomic.Pointer[RelayError]
+	var running atomic.Int32
+	running.Store(2)
+	finish := func() {
 		if !stop() { // abort was started by ctx: let it finish first
 			<-aborted
 		}
-	}()
-	s.table.setAbort(e, abort)
-	e.state.Store(uint32(StateRelaying))
-	type result struct {
-		dir string
-		err error
-	}
-	done := make(chan result, 2)
-	go func() { done <- result{"inner->outer", copyHalf(outer, inner, &e.in2out)} }()
-	go func() { done <- result{"outer->inner", copyHalf(inner, outer, &e.out2in)} }()
-	var first error
-	for range 2 {
-		r := <-done
-		e.state.Store(uint32(StateClosing))
-		if r.err != nil && first == nil {
-			first = &RelayError{Dir: r.dir, Err: r.err}
-			abort()
+		var err error
+		if re := first.Load(); re != nil {
+			err = re
+		} else {
+			_ = inner.Close()
+			_ = outer.Close()
+		}
+		s.finish(e, err)
+		if done != nil {
+			done(err)
 		}
 	}
-	if first == nil {
-		_ = inner.Close()
-		_ = outer.Close()
+	run := func(dir string, dst, src relayLeg, n *atomic.Uint64) {
+		err := copyHalf(dst, src, n)
+		e.state.Store(uint32(StateClosing))
+		if err != nil {
+			// The first failure aborts both legs, which ends the other
+			// direction too.
+			first.CompareAndSwap(nil, &RelayError{Dir: dir, Err: err})
+			abort()
+		}
+		if running.Add(-1) == 0 {
+			finish()
+		}
 	}
-	s.finish(e, first)
-	return first
+	go run("inner->outer", outer, inner, &e.in2out)
+	go run("outer->inner", inner, outer, &e.out2in)
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst. It
 // returns nil only for a clean end of stream (io.EOF: a TCP FIN on a plain
-// leg, an authenticated FINp on a tcpcrypt leg).
+// leg, an authenticated FINp on a tcpcrypt leg). No direction holds a copy
+// buffer while its source has nothing to read.
 func copyHalf(dst, src relayLeg, n *atomic.Uint64) error {
-	if c, ok := dst.(*Conn); ok && c.tc != nil {
+	switch {
+	case isTCPCrypt(dst):
 		// Towards a tcpcrypt leg, let it read straight into its frames
-		// (tcpcrypt.Conn.ReadFrom): no copy besides the AEAD's, and no
-		// 64 KiB buffer held while the connection idles.
-		if _, err := c.tc.ReadFrom(countingReader{src, n}); err != nil {
+		// (tcpcrypt.Conn.ReadFrom): no copy besides the AEAD's.
+		if _, err := dst.(*Conn).tc.ReadFrom(countingReader{src, n}); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
-		if err := dst.CloseWrite(); err != nil {
-			return fmt.Errorf("close write: %w", err)
+	case isTCPCrypt(src):
+		// From a tcpcrypt leg, frames are opened in place and written to
+		// dst from the receive buffer (tcpcrypt.Conn.WriteTo).
+		if _, err := src.(*Conn).tc.WriteTo(countingWriter{dst, n}); err != nil {
+			return fmt.Errorf("copy: %w", err)
 		}
-		return nil
+	default:
+		if err := copyPlain(dst, src, n); err != nil {
+			return err
+		}
 	}
-	bp := relayBufs.Get().(*[]byte)
-	defer relayBufs.Put(bp)
-	buf := *bp
+	if err := dst.CloseWrite(); err != nil {
+		return fmt.Errorf("close write: %w", err)
+	}
+	return nil
+}
+
+func isTCPCrypt(l relayLeg) bool {
+	c, ok := l.(*Conn)
+	return ok && c.tc != nil
+}
+
+// copyPlain copies between two plain legs with a pooled buffer that it
+// takes only once src has data and gives back whenever src would block.
+func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
+	rw, _ := src.(tcpcrypt.ReadWaiter)
+	var bp *[]byte
+	release := func() {
+		if bp != nil {
+			relayBufs.Put(bp)
+			relayBufsOut.Add(-1)
+			bp = nil
+		}
+	}
+	defer release()
 	for {
-		nr, rerr := src.Read(buf)
+		if rw != nil {
+			if err := rw.WaitRead(release); err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+		}
+		if bp == nil {
+			bp = relayBufs.Get().(*[]byte)
+			relayBufsOut.Add(1)
+		}
+		nr, rerr := src.Read(*bp)
 		if nr > 0 {
-			nw, werr := dst.Write(buf[:nr])
+			nw, werr := dst.Write((*bp)[:nr])
 			n.Add(uint64(nw))
 			if werr != nil {
 				return fmt.Errorf("write: %w", werr)
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
-			if err := dst.CloseWrite(); err != nil {
-				return fmt.Errorf("close write: %w", err)
-			}
 			return nil
 		}
 		if rerr != nil {
@@ -151,7 +241,7 @@ func copyHalf(dst, src relayLeg, n *atomic.Uint64) error {
 }
 
 // countingReader counts the bytes read through it into n, so the
-// connection table shows bytes while a copy runs.
+// connection table shows bytes while a copy runs. It passes WaitRead on.
 type countingReader struct {
 	r io.Reader
 	n *atomic.Uint64
@@ -159,6 +249,27 @@ type countingReader struct {
 
 func (c countingReader) Read(b []byte) (int, error) {
 	m, err := c.r.Read(b)
+	c.n.Add(uint64(m))
+	return m, err
+}
+
+// WaitRead implements tcpcrypt.ReadWaiter when the reader does; otherwise
+// it returns at once (the buffer is then held while Read blocks).
+func (c countingReader) WaitRead(idle func()) error {
+	if rw, ok := c.r.(tcpcrypt.ReadWaiter); ok {
+		return rw.WaitRead(idle)
+	}
+	return nil
+}
+
+// countingWriter counts the bytes written through it into n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	m, err := c.w.Write(b)
 	c.n.Add(uint64(m))
 	return m, err
 }

@@ -431,3 +431,56 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An idle relayed connection holds no copy buffer, plain or encrypted, and
+// its relay runs on two goroutines; it carries data again when it wakes.
+func TestRelayIdleHoldsNoBuffers(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tcpcrypt"}[enc], func(t *testing.T) {
+			tr := newTrio(t, enc, ForwarderOptions{}, nil)
+			l, err := tr.s.Listen(addrS4, 80, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := l.Accept()
+				if err == nil {
+					accepted <- c
+				}
+			}()
+			ctx := ctxT(t)
+			c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sc := <-accepted
+			defer sc.Close()
+			exchange := func(size int) {
+				t.Helper()
+				msg := pattern(size, "IDLE|")
+				go c.Write(msg)
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, msg) {
+					t.Fatalf("client to server: %v", err)
+				}
+				go sc.Write(msg)
+				if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+					t.Fatalf("server to client: %v", err)
+				}
+			}
+			exchange(200 << 10)
+			if l := tr.f.Table().List(); len(l) != 1 || l[0].Encrypted != enc {
+				t.Fatalf("table: %+v", l)
+			}
+			waitFor(t, func() bool { return relayBufsOut.Load() == 0 }, "no relay buffer held while idle")
+			exchange(100)
+			waitFor(t, func() bool { return relayBufsOut.Load() == 0 }, "no relay buffer held while idle again")
+			c.Close()
+			sc.Close()
+			waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "table empty")
+		})
+	}
+}

@@ -113,7 +113,13 @@ func (sv *Service) serve(c *Conn) {
 	if rl, ok := b.(relayLeg); ok {
 		leg = rl
 	}
-	if err := s.relay(sv.ctx, e, leg, c); err != nil {
-		s.log.Debug("inbound relay ended", "conn", c.String(), "err", err)
-	}
+	// The relay outlives this goroutine (see startRelay) and holds the
+	// service's WaitGroup until it ends.
+	sv.wg.Add(1)
+	s.startRelay(sv.ctx, e, leg, c, func(err error) {
+		if err != nil {
+			s.log.Debug("inbound relay ended", "conn", c.String(), "err", err)
+		}
+		sv.wg.Done()
+	})
 }

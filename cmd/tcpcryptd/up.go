@@ -199,7 +199,7 @@ func (d *daemon) start() error {
 	if err != nil {
 		return err
 	}
-	d.ctl = control.Serve(l, control.NewHandler(d.api, metricsHandler, log.With("component", "control")))
+	d.ctl = control.Serve(l, control.WithPprof(control.NewHandler(d.api, metricsHandler, log.With("component", "control"))))
 	d.watch("control API", d.ctl)
 	log.Info("control API listening", "socket", cfg.Control.Socket, "mode", fmt.Sprintf("%04o", cfg.Control.Mode))
 

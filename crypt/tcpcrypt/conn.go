@@ -69,8 +69,11 @@ type Conn struct {
 		buf   []byte // raw stream bytes; buf[r:w] not yet opened
 		r, w  int
 		plain []byte // opened data not yet returned (aliases buf)
-		eof   bool   // FINp frame opened (TC-32)
-		err   error  // sticky error
+		// lastCap is the capacity of the buffer given back while idle
+		// (releaseReadBufLocked), taken again for the next read.
+		lastCap int
+		eof     bool  // FINp frame opened (TC-32)
+		err     error // sticky error
 		// deferred is a stream error that came with data; reported once the
 		// data is used up.
 		deferred error
@@ -290,11 +293,17 @@ func (c *Conn) makeRoomLocked(need int) {
 	}
 	if cap(in.buf)-in.r < need || cap(in.buf) == 0 {
 		size := max(minReadBuf, 2*cap(in.buf), need)
+		if cap(in.buf) == 0 {
+			size = max(size, in.lastCap)
+		}
 		size = min(size, max(need, frame.HeaderLen+frame.MaxCLen))
-		nb := make([]byte, size)
+		nb := getBuf(size)
 		in.w = copy(nb, in.buf[in.r:in.w])
 		in.r = 0
-		clear(in.buf[:cap(in.buf)])
+		if cap(in.buf) > 0 {
+			clear(in.buf[:cap(in.buf)])
+			putBuf(in.buf)
+		}
 		in.buf = nb
 	}
 	in.buf = in.buf[:cap(in.buf)]
@@ -445,19 +454,41 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// Room for the frame and for empty rekey frames the sealer may owe.
 	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
 	size := min(readFromMinBuf, c.maxData)
-	buf := make([]byte, size+slack)
+	// buf is nil while r has nothing to read (r is a ReadWaiter): an idle
+	// connection holds no buffer. It only ever holds sealed bytes when it
+	// goes back to the pool: frames are sealed in place.
+	var buf []byte
+	rw, _ := r.(ReadWaiter)
+	release := func() {
+		if buf != nil {
+			putBuf(buf)
+			buf = nil
+		}
+	}
+	defer release()
 	var total int64
 	for {
+		if rw != nil {
+			if err := rw.WaitRead(release); err != nil {
+				return total, err
+			}
+		}
+		if buf == nil {
+			buf = getBuf(size + slack)
+		}
 		m, rerr := r.Read(buf[off : off+size])
 		if m > 0 {
 			done, err := c.sealFromLocked(buf, m)
 			total += int64(done)
 			if err != nil {
+				// Sealed bytes may still be pending in buf (see
+				// sealFromLocked): it must not be reused.
+				buf = nil
 				return total, err
 			}
 			if m == size && size < c.maxData {
 				size = min(2*size, c.maxData)
-				buf = make([]byte, size+slack)
+				release()
 			}
 		}
 		if errors.Is(rerr, io.EOF) {

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tcpcryptd/tcpcryptd/control"
+	"github.com/tcpcryptd/tcpcryptd/internal/topo"
+)
+
+// kernelSetup is setup 1: the client reaches the backend over the routed
+// veth path with nothing in between (the ceiling).
+type kernelSetup struct{ env *Env }
+
+func startKernel(env *Env) (Setup, error) { return &kernelSetup{env: env}, nil }
+
+func (k *kernelSetup) Name() string { return "kernel" }
+func (k *kernelSetup) Target() netip.AddrPort {
+	return netip.AddrPortFrom(topo.ServerIPv4, k.env.BackendPort)
+}
+func (k *kernelSetup) Procs() []Proc { return nil }
+func (k *kernelSetup) Close() error  { return nil }
+
+// The service address the server's tcpcryptd terminates (the topology's router
+// routes the service subnet to the server) and its port.
+var (
+	benchService     = netip.MustParseAddr("10.77.3.1")
+	benchServicePort = uint16(5001)
+)
+
+// daemonOptions choose how both tcpcryptd processes are configured.
+type daemonOptions struct {
+	name       string // setup name in the report
+	policy     string // "off" (ENO off: plain relay) or "opportunistic"
+	aead       string // the one AEAD offered ("aes128gcm", "chacha20poly1305")
+	resumption bool
+}
+
+// daemonSetup is tcpcryptd in the laptop namespace (outbound capture of the
+// service subnet) and in the server namespace (terminating the service in
+// front of the backend).
+type daemonSetup struct {
+	o       daemonOptions
+	env     *Env
+	daemons []*daemonProc
+}
+
+type daemonProc struct {
+	role string
+	cmd  *topo.Cmd
+	log  string // log file path
+	done chan struct{}
+	err  error
+}
+
+func laptopDaemonConfig(o daemonOptions, socket string) string {
+	return fmt.Sprintf(`[device]
+name = "tcpcb0"
+
+[outbound]
+include = [%q]
+policy = %q
+
+[crypto]
+aeads = [%q]
+resumption = %v
+
+[control]
+socket = %q
+
+[log]
+level = "warn"
+`, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket)
+}
+
+func serverDaemonConfig(o daemonOptions, socket string, backend uint16) string {
+	return fmt.Sprintf(`[device]
+name = "tcpcb0"
+
+[[service]]
+name = "bench"
+listen = %q
+backend = %q
+policy = %q
+
+[crypto]
+aeads = [%q]
+resumption = %v
+
+[control]
+socket = %q
+
+[log]
+level = "warn"
+`, netip.AddrPortFrom(benchService, benchServicePort).String(),
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(),
+		o.policy, o.aead, o.resumption, socket)
+}
+
+func startDaemons(env *Env, o daemonOptions) (_ Setup, err error) {
+	s := &daemonSetup{o: o, env: env}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, side := range []struct {
+		role string
+		ns   *topo.NS
+		cfg  func(socket string) string
+	}{
+		{"server", env.Topo.Server, func(sock string) string { return serverDaemonConfig(o, sock, env.BackendPort) }},
+		{"laptop", env.Topo.Laptop, func(sock string) string { return laptopDaemonConfig(o, sock) }},
+	} {
+		d, err := startDaemon(env, side.ns, side.role, side.cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.daemons = append(s.daemons, d)
+	}
+	return s, nil
+}
+
+// startDaemon writes the config and runs `tcpcryptd up` in ns until its
+// control API reports healthy.
+func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) string) (*daemonProc, error) {
+	sock := filepath.Join(env.Dir, role+".sock")
+	path := filepath.Join(env.Dir, role+".toml")
+	if err := os.WriteFile(path, []byte(cfg(sock)), 0o600); err != nil {
+		return nil, err
+	}
+	d := &daemonProc{role: role, log: filepath.Join(env.Dir, role+".log"), done: make(chan struct{})}
+	logf, err := os.Create(d.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	d.cmd = ns.Command(env.Tcpcryptd, "up", "--config", path)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start tcpcryptd (%s): %w", role, err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	api := control.NewClient(sock)
+	defer api.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if h, err := api.Health(); err == nil && h.Status == "ok" {
+			return d, nil
+		}
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("tcpcryptd (%s) exited during start-up (%v):\n%s", role, d.err, tailFile(d.log, 2048))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("tcpcryptd (%s) not healthy after 20s:\n%s", role, tailFile(d.log, 2048))
+		}
+	}
+}
+
+// stop sends SIGTERM and waits (SIGKILL after 15 s).
+func (d *daemonProc) stop() error {
+	select {
+	case <-d.done:
+		return nil
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return fmt.Errorf("tcpcryptd (%s) exit: %v\n%s", d.role, d.err, tailFile(d.log, 2048))
+		}
+		return nil
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+		return fmt.Errorf("tcpcryptd (%s) ignored SIGTERM for 15s", d.role)
+	}
+}
+
+func (s *daemonSetup) Name() string { return s.o.name }
+
+func (s *daemonSetup) Target() netip.AddrPort {
+	return netip.AddrPortFrom(benchService, benchServicePort)
+}
+
+func (s *daemonSetup) Procs() []Proc {
+	var ps []Proc
+	for _, d := range s.daemons {
+		ps = append(ps, Proc{Role: d.role, PID: d.cmd.Process.Pid})
+	}
+	return ps
+}
+
+// Close stops the laptop daemon first (it was started last), then the server.
+func (s *daemonSetup) Close() error {
+	var errs []error
+	for i := len(s.daemons) - 1; i >= 0; i-- {
+		if err := s.daemons[i].stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.daemons = nil
+	return errors.Join(errs...)
+}
+
+// tailFile returns at most the last n bytes of a file, for error messages.
+func tailFile(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	if int64(len(b)) > n {
+		b = b[int64(len(b))-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// waitReachable dials target through the setup until one ping exchange
+// succeeds (routes and daemons settle), for at most 15 s.
+func waitReachable(ctx context.Context, c *client, target netip.AddrPort) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		if last = c.ping(ctx, target); last == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%v not reachable: %w", target, last)
+}
+
+// profiler is a setup whose processes can hand out Go profiles.
+type profiler interface {
+	// Profile writes the named profile ("profile?seconds=N" for CPU, "heap",
+	// ...) of the process with role to w.
+	Profile(ctx context.Context, role, name string, w io.Writer) error
+}
+
+// Profile fetches a profile from a daemon's control socket (control.PathPprof).
+func (s *daemonSetup) Profile(ctx context.Context, role, name string, w io.Writer) error {
+	sock := filepath.Join(s.env.Dir, role+".sock")
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://tcpcryptd"+control.PathPprof+name, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s profile %s: %w", role, name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s profile %s: %s", role, name, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}

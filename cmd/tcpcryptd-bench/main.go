@@ -1,0 +1,757 @@
+// Command tcpcryptd-bench measures tcpcryptd side by side with kernel TCP,
+// its own plain relay, WireGuard (wireguard-go) and a TLS 1.3 relay pair, on
+// the same laptop -- router -- server network namespaces, one setup at a
+// time, and writes a report (report.md, results.json, results.csv).
+//
+// It needs root (it creates namespaces, TUN devices and veth pairs, all
+// removed again; the host's own networking is never touched). `make bench`
+// builds the binaries and runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpcryptd/tcpcryptd/internal/impair"
+	"github.com/tcpcryptd/tcpcryptd/internal/topo"
+)
+
+// options are the command-line knobs.
+type options struct {
+	out          string
+	tcpcryptd    string
+	wireguardGo  string
+	runs         int
+	memRuns      int
+	bulkDuration time.Duration
+	rateDuration time.Duration
+	rateWorkers  int
+	idleConns    int
+	ttfbSamples  int
+	delay        time.Duration
+	rrExchanges  int
+	wireDuration time.Duration
+	profile      string          // directory for daemon CPU/heap profiles ("" = none)
+	only         map[string]bool // figure groups; empty: all
+	setups       map[string]bool // setup names; empty: all
+}
+
+const backendPort = 15001
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "backend" {
+		if err := runBackend(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "tcpcryptd-bench backend:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "tlsrelay" {
+		if err := runTLSRelay(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "tcpcryptd-bench tlsrelay:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	var only, setups string
+	fs := flag.NewFlagSet("tcpcryptd-bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: tcpcryptd-bench [flags]
+
+Runs tcpcryptd, kernel TCP, tcpcryptd with ENO off, wireguard-go and a TLS 1.3
+relay pair one at a time on the same network namespaces and writes report.md,
+results.json and results.csv to -out. Needs root; touches only namespaces it
+creates and removes.
+
+Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
+(bytes on the wire per application byte), ttfb (time to first byte with
+-delay one-way delay).
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.out, "out", "bench-results", "directory for report.md, results.json, results.csv")
+	fs.StringVar(&o.tcpcryptd, "tcpcryptd", "bin/tcpcryptd", "tcpcryptd binary under test")
+	fs.StringVar(&o.wireguardGo, "wireguard-go", "bin/wireguard-go", "wireguard-go binary (go build golang.zx2c4.com/wireguard)")
+	fs.IntVar(&o.runs, "runs", 5, "runs per figure (medians and spread are over these)")
+	fs.IntVar(&o.memRuns, "mem-runs", 3, "runs of the idle-connection memory figure (each with fresh processes)")
+	fs.DurationVar(&o.bulkDuration, "bulk-duration", 3*time.Second, "length of one bulk run")
+	fs.DurationVar(&o.rateDuration, "rate-duration", 2*time.Second, "length of one connection-rate run")
+	fs.IntVar(&o.rateWorkers, "rate-workers", 16, "concurrent connections in the connection-rate runs")
+	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle relayed connections in the memory figure")
+	fs.IntVar(&o.ttfbSamples, "ttfb-samples", 15, "connections per time-to-first-byte run (the run's value is their median)")
+	fs.DurationVar(&o.delay, "delay", 10*time.Millisecond, "one-way delay on the link for the time-to-first-byte figure")
+	fs.IntVar(&o.rrExchanges, "rr-exchanges", 1000, "100-byte request/response exchanges per wire-bytes run")
+	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
+	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
+	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tcpcryptd-bench: unexpected argument %q (see -h)\n", fs.Arg(0))
+		os.Exit(2)
+	}
+	var err error
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb"}); err != nil {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
+		os.Exit(2)
+	}
+	if o.setups, err = parseSet(setups, setupNames()); err != nil {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -setups:", err)
+		os.Exit(2)
+	}
+	if o.runs < 1 || o.memRuns < 1 || o.ttfbSamples < 1 || o.idleConns < 1 || o.rateWorkers < 1 {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -runs, -mem-runs, -ttfb-samples, -idle-conns and -rate-workers must be at least 1")
+		os.Exit(2)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseSet(s string, valid []string) (map[string]bool, error) {
+	m := map[string]bool{}
+	if s == "" {
+		return m, nil
+	}
+	for _, v := range strings.Split(s, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(valid, v) {
+			return nil, fmt.Errorf("unknown %q (valid: %s)", v, strings.Join(valid, ", "))
+		}
+		m[v] = true
+	}
+	return m, nil
+}
+
+// setupSpec says how to start a setup and which figures it appears in, under
+// which row name.
+type setupSpec struct {
+	name     string
+	start    func(*Env) (Setup, error)
+	describe string // how it is started, for the report
+	bulk     bool   // bulk throughput and CPU per GiB
+	connrate string // row name in "connrate" ("" = not measured)
+	memory   bool
+	// fdsPerConn: descriptors one relayed connection costs the process
+	// that needs the most (a TLS relay holds both of its sockets), which
+	// bounds the idle connections under RLIMIT_NOFILE.
+	fdsPerConn int
+	wire       bool
+	ttfb       string // row name in "ttfb"
+}
+
+func daemonStart(o daemonOptions) func(*Env) (Setup, error) {
+	return func(env *Env) (Setup, error) { return startDaemons(env, o) }
+}
+
+var specs = []setupSpec{
+	{name: "kernel", start: startKernel, describe: "client dials the backend's address directly; router forwards in the kernel",
+		bulk: true, connrate: "kernel", wire: true, ttfb: "kernel"},
+	{name: "relay-plain", start: daemonStart(daemonOptions{name: "relay-plain", policy: "off", aead: "aes128gcm", resumption: true}),
+		describe: "tcpcryptd up on laptop (outbound include 10.77.3.0/24, policy off) and server (service 10.77.3.1:5001 -> 127.0.0.1:15001, policy off)",
+		bulk:     true, connrate: "relay-plain", memory: true, wire: true, ttfb: "relay-plain"},
+	{name: "tcpcrypt-aes128gcm", start: daemonStart(daemonOptions{name: "tcpcrypt-aes128gcm", policy: "opportunistic", aead: "aes128gcm", resumption: true}),
+		describe: "as relay-plain with policy opportunistic, aeads = [aes128gcm], resumption on",
+		bulk:     true, connrate: "tcpcrypt-resumed", memory: true, wire: true, ttfb: "tcpcrypt-resumed"},
+	{name: "tcpcrypt-fresh", start: daemonStart(daemonOptions{name: "tcpcrypt-fresh", policy: "opportunistic", aead: "aes128gcm", resumption: false}),
+		describe: "as tcpcrypt-aes128gcm with resumption off on both sides (every connection a fresh X25519 key exchange)",
+		connrate: "tcpcrypt-fresh", ttfb: "tcpcrypt-fresh"},
+	{name: "tcpcrypt-chacha20", start: daemonStart(daemonOptions{name: "tcpcrypt-chacha20", policy: "opportunistic", aead: "chacha20poly1305", resumption: true}),
+		describe: "as tcpcrypt-aes128gcm with aeads = [chacha20poly1305]",
+		bulk:     true, wire: true},
+	{name: "wireguard-go", start: startWireGuard,
+		describe: "wireguard-go -f in laptop and server, configured over UAPI; client dials the backend through the tunnel (10.99.0.2)",
+		bulk:     true, connrate: "wireguard-go", memory: true, wire: true, ttfb: "wireguard-go"},
+	{name: "tls13-relay", start: func(env *Env) (Setup, error) { return startTLSRelay(env, false) },
+		fdsPerConn: 2,
+		describe:   "tcpcryptd-bench tlsrelay client (laptop 127.0.0.1:6001) -> TLS 1.3 (X25519, ECDSA P-256 certificate, AES-128-GCM) -> server (10.77.2.2:6443) -> 127.0.0.1:15001; full handshake per connection",
+		bulk:       true, connrate: "tls13-relay", memory: true, wire: true, ttfb: "tls13-relay"},
+	{name: "tls13-relay-resumed", start: func(env *Env) (Setup, error) { return startTLSRelay(env, true) },
+		describe: "as tls13-relay with a client session cache (TLS 1.3 PSK resumption)",
+		connrate: "tls13-relay-resumed", ttfb: "tls13-relay-resumed"},
+}
+
+func setupNames() []string {
+	var n []string
+	for _, s := range specs {
+		n = append(n, s.name)
+	}
+	return n
+}
+
+// figureDefs are the report's tables, in order.
+func figureDefs(o options) []Figure {
+	bulk := func(id, title string) Figure {
+		return Figure{ID: id, Title: title, Unit: "MB/s", HigherIsBetter: true,
+			Baselines: []string{"kernel", "wireguard-go", "relay-plain"},
+			Method:    fmt.Sprintf("Application bytes per second (10^6), connections set up before the clock starts; uploads are timed until the backend confirms the byte count, downloads count bytes read in %v.", o.bulkDuration)}
+	}
+	return []Figure{
+		bulk("bulk-1-up", "Bulk throughput, 1 stream, laptop to server"),
+		bulk("bulk-1-down", "Bulk throughput, 1 stream, server to laptop"),
+		bulk("bulk-8-up", "Bulk throughput, 8 streams, laptop to server"),
+		bulk("bulk-8-down", "Bulk throughput, 8 streams, server to laptop"),
+		{ID: "cpu-daemon", Title: "CPU time of the setup's processes per GiB moved", Unit: "s/GiB", Baselines: []string{"wireguard-go", "relay-plain"},
+			Method: "user+sys time of the setup's processes (both sides) during each bulk run of the four above, divided by the GiB moved; kernel TCP has no process."},
+		{ID: "cpu-machine", Title: "CPU time of the whole machine per GiB moved", Unit: "s/GiB", Baselines: []string{"kernel", "wireguard-go"},
+			Method: "Busy time of all CPUs (/proc/stat) during each bulk run, divided by the GiB moved: includes the load generator, the backend and the kernel."},
+		{ID: "connrate", Title: "New connections per second", Unit: "conn/s", HigherIsBetter: true, Baselines: []string{"kernel", "tls13-relay", "relay-plain"},
+			Method: fmt.Sprintf("%d concurrent loops of: connect, 1 byte each way, backend closes, client closes; for %v per run.", o.rateWorkers, o.rateDuration)},
+		{ID: "ttfb", Title: fmt.Sprintf("Time to first response byte, %v one-way delay", o.delay), Unit: "ms", Baselines: []string{"kernel", "tls13-relay"},
+			Method: fmt.Sprintf("From the start of connect to the first byte of the answer to a 100-byte request; the router's userspace impairment bridge delays every frame by %v each way; a run's value is the median of %d sequential connections.", o.delay, o.ttfbSamples)},
+		{ID: "rss-per-conn-laptop", Title: "Memory per idle relayed connection, laptop side", Unit: "KiB", Baselines: []string{"relay-plain", "tls13-relay"},
+			Method: fmt.Sprintf("Growth of the laptop-side process's VmRSS with %d idle connections open (1 byte exchanged each way, then 3 s settle), divided by their number; fresh processes each run.", o.idleConns)},
+		{ID: "rss-per-conn-server", Title: "Memory per idle relayed connection, server side", Unit: "KiB", Baselines: []string{"relay-plain", "tls13-relay"},
+			Method: "As above, for the server-side process."},
+		{ID: "wire-bulk", Title: "Bytes on the wire per application byte, bulk upload", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
+			Method: fmt.Sprintf("IP bytes (Ethernet headers removed) both ways on the laptop's link, offloads off so every frame is a real segment, for one connection uploading for %v, handshakes included, divided by the application bytes.", o.wireDuration)},
+		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
+			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
+	}
+}
+
+// bench holds one run's state.
+type bench struct {
+	o       options
+	rep     *Report
+	figs    map[string]*Figure
+	notes   []string
+	tmp     string
+	selfExe string
+}
+
+func (b *bench) add(fig, setup string, v float64) {
+	f := b.figs[fig]
+	if f == nil {
+		panic("unknown figure " + fig)
+	}
+	for i := range f.Rows {
+		if f.Rows[i].Setup == setup {
+			f.Rows[i].Samples = append(f.Rows[i].Samples, v)
+			return
+		}
+	}
+	f.Rows = append(f.Rows, Row{Setup: setup, Samples: []float64{v}})
+}
+
+func (b *bench) setNote(fig, setup, note string) {
+	f := b.figs[fig]
+	for i := range f.Rows {
+		if f.Rows[i].Setup == setup {
+			if f.Rows[i].Note != "" {
+				f.Rows[i].Note += "; "
+			}
+			f.Rows[i].Note += note
+			return
+		}
+	}
+	f.Rows = append(f.Rows, Row{Setup: setup, Note: note})
+}
+
+func (b *bench) group(g string) bool { return len(b.o.only) == 0 || b.o.only[g] }
+
+func (b *bench) logf(format string, args ...any) {
+	slog.Info(fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, o options) error {
+	if err := topo.RequireRoot(); err != nil {
+		return err
+	}
+	for _, p := range []*string{&o.tcpcryptd, &o.wireguardGo} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("%w (build it first: make bench does)", err)
+		}
+		*p = abs
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "tcpb-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	b := &bench{o: o, figs: map[string]*Figure{}, tmp: tmp, selfExe: self}
+	b.rep = &Report{Started: time.Now(), Machine: describeMachine()}
+	defs := figureDefs(o)
+	for i := range defs {
+		b.figs[defs[i].ID] = &defs[i]
+	}
+	b.rep.Versions = versions(map[string]string{
+		"tcpcryptd (binary)": firstLine(exec.Command(o.tcpcryptd, "version").Output()),
+		"wireguard-go":       firstLine(exec.Command(o.wireguardGo, "--version").Output()),
+	})
+	b.rep.Commands = append(b.rep.Commands, strings.Join(os.Args, " "))
+	for _, s := range specs {
+		if b.selected(s) {
+			b.rep.Commands = append(b.rep.Commands, fmt.Sprintf("# %s: %s", s.name, s.describe))
+		}
+	}
+	b.rep.Params = [][2]string{
+		{"runs", fmt.Sprint(o.runs)}, {"bulk duration", o.bulkDuration.String()},
+		{"connection-rate duration", o.rateDuration.String()}, {"connection-rate workers", fmt.Sprint(o.rateWorkers)},
+		{"idle connections", fmt.Sprint(o.idleConns)}, {"memory runs", fmt.Sprint(o.memRuns)},
+		{"one-way delay (ttfb)", o.delay.String()}, {"ttfb samples per run", fmt.Sprint(o.ttfbSamples)},
+		{"request/response exchanges (wire)", fmt.Sprint(o.rrExchanges)}, {"wire bulk duration", o.wireDuration.String()},
+		{"link", "veth pairs laptop -- router -- server, MTU 1500"},
+	}
+
+	runErr := b.phaseRouted(ctx)
+	if runErr == nil {
+		runErr = b.phaseImpaired(ctx)
+	}
+	b.rep.Elapsed = time.Since(b.rep.Started)
+	for _, id := range figureOrder(defs) {
+		if f := b.figs[id]; len(f.Rows) > 0 {
+			b.rep.Figures = append(b.rep.Figures, *f)
+		}
+	}
+	b.rep.Notes = append(b.rep.Notes, b.notes...)
+	if runErr != nil {
+		b.rep.Notes = append(b.rep.Notes, "run stopped early: "+runErr.Error())
+	}
+	if err := writeReport(o.out, b.rep); err != nil {
+		return errors.Join(runErr, err)
+	}
+	md, _ := os.ReadFile(filepath.Join(o.out, "report.md"))
+	os.Stdout.Write(md)
+	fmt.Fprintf(os.Stderr, "\nwrote %s/{report.md,results.json,results.csv}\n", o.out)
+	return runErr
+}
+
+func figureOrder(defs []Figure) []string {
+	var ids []string
+	for _, d := range defs {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+func firstLine(b []byte, err error) string {
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	l, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return l
+}
+
+func (b *bench) selected(s setupSpec) bool { return len(b.o.setups) == 0 || b.o.setups[s.name] }
+
+// newTopology builds the namespaces, tunes their ephemeral-port sysctls (per
+// namespace, the host is untouched) and starts the backend in the server.
+func (b *bench) newTopology(impaired bool) (*topo.Topology, *backendProc, error) {
+	tp, err := topo.New(topo.Options{Prefix: "tcpbench", Impair: impaired, Seed: 1, Logf: b.logf})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ns := range []*topo.NS{tp.Laptop, tp.Server} {
+		for k, v := range map[string]string{
+			"net/ipv4/ip_local_port_range": "1024 65000",
+			"net/ipv4/tcp_tw_reuse":        "1",
+		} {
+			if err := ns.WriteSysctl(k, v); err != nil {
+				tp.Close()
+				return nil, nil, err
+			}
+		}
+	}
+	be, err := startBackend(b.selfExe, tp.Server)
+	if err != nil {
+		tp.Close()
+		return nil, nil, err
+	}
+	return tp, be, nil
+}
+
+// withSetup starts spec on tp, waits until the backend is reachable through
+// it, runs f and stops it again.
+func (b *bench) withSetup(ctx context.Context, tp *topo.Topology, spec setupSpec, f func(Setup, *client) error) error {
+	dir, err := os.MkdirTemp(b.tmp, "s")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	env := &Env{Topo: tp, Dir: dir, BackendPort: backendPort, Tcpcryptd: b.o.tcpcryptd,
+		WireGuardGo: b.o.wireguardGo, Self: b.selfExe, Logf: b.logf}
+	s, err := spec.start(env)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", spec.name, err)
+	}
+	c := &client{ns: tp.Laptop}
+	err = waitReachable(ctx, c, s.Target())
+	if err == nil {
+		err = f(s, c)
+	}
+	if cerr := s.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("stop %s: %w", spec.name, cerr))
+	}
+	return err
+}
+
+// phaseRouted measures bulk, connection rate and memory with the router
+// forwarding in the kernel (offloads on, as on a real host).
+func (b *bench) phaseRouted(ctx context.Context) error {
+	if !b.group("bulk") && !b.group("connrate") && !b.group("memory") {
+		return nil
+	}
+	tp, be, err := b.newTopology(false)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	defer be.Close()
+	for _, spec := range specs {
+		if !b.selected(spec) || ctx.Err() != nil {
+			continue
+		}
+		needBulk := spec.bulk && b.group("bulk")
+		needRate := spec.connrate != "" && b.group("connrate")
+		if needBulk || needRate {
+			b.logf("setup %s: bulk and connection rate", spec.name)
+			err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
+				if needBulk {
+					b.measureBulk(ctx, spec, s, c)
+				}
+				if needRate {
+					b.measureRate(ctx, spec, s, c)
+				}
+				return nil
+			})
+			if err != nil {
+				b.failure(spec.name, err)
+			}
+		}
+		if spec.memory && b.group("memory") {
+			b.logf("setup %s: memory with %d idle connections", spec.name, b.o.idleConns)
+			for r := range b.o.memRuns {
+				if ctx.Err() != nil {
+					break
+				}
+				if n := b.idleConns(spec); n < b.o.idleConns && r == 0 {
+					note := fmt.Sprintf("%d connections: the descriptor limit allows no more with %d per connection", n, spec.fdsPerConn)
+					b.setNote("rss-per-conn-laptop", spec.name, note)
+					b.setNote("rss-per-conn-server", spec.name, note)
+				}
+				err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return b.measureMemory(ctx, spec, s, c) })
+				if err != nil {
+					b.failure(fmt.Sprintf("%s memory run %d", spec.name, r+1), err)
+					b.add("rss-per-conn-laptop", spec.name, math.NaN())
+					b.add("rss-per-conn-server", spec.name, math.NaN())
+				}
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// profileCPU starts CPU profiles of s's processes for d (when -profile is
+// set and s can profile); they are written in the background while the
+// caller runs the workload.
+func (b *bench) profileCPU(ctx context.Context, s Setup, name string, d time.Duration) {
+	p, ok := s.(profiler)
+	if b.o.profile == "" || !ok {
+		return
+	}
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	for _, proc := range s.Procs() {
+		go b.saveProfile(ctx, p, proc.Role, fmt.Sprintf("profile?seconds=%d", secs), fmt.Sprintf("%s-%s.cpu.pprof", name, proc.Role))
+	}
+	time.Sleep(50 * time.Millisecond) // let the profiles start
+}
+
+// profileHeap saves heap profiles of s's processes now.
+func (b *bench) profileHeap(ctx context.Context, s Setup, name string) {
+	p, ok := s.(profiler)
+	if b.o.profile == "" || !ok {
+		return
+	}
+	for _, proc := range s.Procs() {
+		b.saveProfile(ctx, p, proc.Role, "heap", fmt.Sprintf("%s-%s.heap.pprof", name, proc.Role))
+		// The text form ends with runtime.MemStats: stacks, heap in use,
+		// heap idle and released, which RSS is made of.
+		b.saveProfile(ctx, p, proc.Role, "heap?debug=1", fmt.Sprintf("%s-%s.heap.txt", name, proc.Role))
+		b.saveProfile(ctx, p, proc.Role, "goroutine?debug=1", fmt.Sprintf("%s-%s.goroutine.txt", name, proc.Role))
+	}
+}
+
+func (b *bench) saveProfile(ctx context.Context, p profiler, role, profile, file string) {
+	if err := os.MkdirAll(b.o.profile, 0o755); err != nil {
+		b.logf("profile: %v", err)
+		return
+	}
+	f, err := os.Create(filepath.Join(b.o.profile, file))
+	if err != nil {
+		b.logf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := p.Profile(ctx, role, profile, f); err != nil {
+		b.logf("profile: %v", err)
+	}
+}
+
+func (b *bench) failure(what string, err error) {
+	b.logf("FAILED %s: %v", what, err)
+	b.notes = append(b.notes, fmt.Sprintf("%s failed: %v", what, err))
+}
+
+func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *client) {
+	variants := []struct {
+		fig     string
+		streams int
+		up      bool
+	}{{"bulk-1-up", 1, true}, {"bulk-1-down", 1, false}, {"bulk-8-up", 8, true}, {"bulk-8-down", 8, false}}
+	for r := range b.o.runs {
+		for _, v := range variants {
+			if ctx.Err() != nil {
+				return
+			}
+			if r == 0 {
+				b.profileCPU(ctx, s, spec.name+"-"+v.fig, b.o.bulkDuration)
+			}
+			before, err1 := procsStat(s.Procs())
+			busy0, err2 := machineBusy()
+			res, err := c.bulk(ctx, s.Target(), v.streams, v.up, b.o.bulkDuration)
+			after, err3 := procsStat(s.Procs())
+			busy1, err4 := machineBusy()
+			if err == nil {
+				err = errors.Join(err1, err2, err3, err4)
+			}
+			if err != nil || res.Bytes == 0 {
+				b.failure(fmt.Sprintf("%s %s run %d", spec.name, v.fig, r+1), fmt.Errorf("%d bytes: %v", res.Bytes, err))
+				b.add(v.fig, spec.name, math.NaN())
+				continue
+			}
+			b.add(v.fig, spec.name, res.MBps())
+			gib := float64(res.Bytes) / (1 << 30)
+			if len(s.Procs()) > 0 {
+				b.add("cpu-daemon", spec.name, float64(cpuTicks(after)-cpuTicks(before))/clockTicks/gib)
+			}
+			b.add("cpu-machine", spec.name, float64(busy1-busy0)/clockTicks/gib)
+			b.logf("  %s run %d: %.0f MB/s", v.fig, r+1, res.MBps())
+		}
+	}
+	if len(s.Procs()) == 0 {
+		b.setNote("cpu-daemon", spec.name, "no process: the kernel's cost is in cpu-machine")
+	}
+}
+
+func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *client) {
+	var failed int64
+	for r := range b.o.runs {
+		if ctx.Err() != nil {
+			return
+		}
+		if r == 0 {
+			b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
+		}
+		rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
+		failed += nfail
+		if err != nil {
+			b.failure(fmt.Sprintf("%s connrate run %d", spec.name, r+1), err)
+			b.add("connrate", spec.connrate, math.NaN())
+			continue
+		}
+		b.add("connrate", spec.connrate, rate)
+		b.logf("  connrate run %d: %.0f conn/s (%d failed)", r+1, rate, nfail)
+	}
+	if failed > 0 {
+		b.setNote("connrate", spec.connrate, fmt.Sprintf("%d connections failed", failed))
+	}
+}
+
+// idleConns is -idle-conns, or fewer if a process of spec could not hold
+// that many under the descriptor limit (the hard limit, which the Go runtime
+// makes the soft one; raising it needs CAP_SYS_RESOURCE).
+func (b *bench) idleConns(spec setupSpec) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || spec.fdsPerConn <= 1 {
+		return b.o.idleConns
+	}
+	if most := int(lim.Max-256) / spec.fdsPerConn; most < b.o.idleConns {
+		return most
+	}
+	return b.o.idleConns
+}
+
+func (b *bench) measureMemory(ctx context.Context, spec setupSpec, s Setup, c *client) error {
+	// A few connections first, so lazily made state (pools, caches, the
+	// resumption chain) is in the baseline rather than counted per connection.
+	warm, err := c.openIdle(ctx, s.Target(), 64, 8)
+	if err != nil {
+		return err
+	}
+	closeAll(warm)
+	time.Sleep(time.Second)
+	before, err := procsStat(s.Procs())
+	if err != nil {
+		return err
+	}
+	n := b.idleConns(spec)
+	conns, err := c.openIdle(ctx, s.Target(), n, 32)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+	time.Sleep(3 * time.Second)
+	after, err := procsStat(s.Procs())
+	if err != nil {
+		return err
+	}
+	b.profileHeap(ctx, s, spec.name+"-idle")
+	for _, role := range []string{"laptop", "server"} {
+		a, ok1 := after[role]
+		bb, ok2 := before[role]
+		if !ok1 || !ok2 {
+			continue
+		}
+		kib := (float64(a.RSSBytes) - float64(bb.RSSBytes)) / float64(n) / 1024
+		b.add("rss-per-conn-"+role, spec.name, kib)
+		b.logf("  %s: RSS %d -> %d KiB, %.1f KiB per connection", role, bb.RSSBytes>>10, a.RSSBytes>>10, kib)
+	}
+	return nil
+}
+
+// phaseImpaired measures bytes on the wire and time to first byte with the
+// router's userspace bridge between the links (offloads off, so the link
+// counters count real segments).
+func (b *bench) phaseImpaired(ctx context.Context) error {
+	if !b.group("wire") && !b.group("ttfb") {
+		return nil
+	}
+	tp, be, err := b.newTopology(true)
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	defer be.Close()
+	for _, spec := range specs {
+		if !b.selected(spec) || ctx.Err() != nil {
+			continue
+		}
+		needWire := spec.wire && b.group("wire")
+		needTTFB := spec.ttfb != "" && b.group("ttfb")
+		if !needWire && !needTTFB {
+			continue
+		}
+		b.logf("setup %s: wire bytes and time to first byte", spec.name)
+		err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
+			if needWire {
+				b.measureWire(ctx, tp, spec, s, c)
+			}
+			if needTTFB {
+				if err := tp.Bridge.SetBoth(impair.Settings{Delay: b.o.delay}); err != nil {
+					return err
+				}
+				b.measureTTFB(ctx, spec, s, c)
+				return tp.Bridge.SetBoth(impair.Settings{})
+			}
+			return nil
+		})
+		if err != nil {
+			b.failure(spec.name, err)
+		}
+	}
+	return ctx.Err()
+}
+
+func (b *bench) measureWire(ctx context.Context, tp *topo.Topology, spec setupSpec, s Setup, c *client) {
+	for r := range b.o.runs {
+		if ctx.Err() != nil {
+			return
+		}
+		c0, err := readLink(tp.Laptop, topo.HostIface)
+		if err != nil {
+			b.failure("wire counters", err)
+			return
+		}
+		res, err := c.bulk(ctx, s.Target(), 1, true, b.o.wireDuration)
+		time.Sleep(200 * time.Millisecond) // the last ACKs and FINs
+		c1, err2 := readLink(tp.Laptop, topo.HostIface)
+		if err == nil {
+			err = err2
+		}
+		if err != nil || res.Bytes == 0 {
+			b.failure(fmt.Sprintf("%s wire-bulk run %d", spec.name, r+1), fmt.Errorf("%d bytes: %v", res.Bytes, err))
+			b.add("wire-bulk", spec.name, math.NaN())
+		} else {
+			b.add("wire-bulk", spec.name, float64(c1.ipBytesSince(c0))/float64(res.Bytes))
+		}
+		c0, _ = readLink(tp.Laptop, topo.HostIface)
+		err = c.requestResponse(ctx, s.Target(), b.o.rrExchanges)
+		time.Sleep(200 * time.Millisecond)
+		c1, err2 = readLink(tp.Laptop, topo.HostIface)
+		if err == nil {
+			err = err2
+		}
+		if err != nil {
+			b.failure(fmt.Sprintf("%s wire-rr run %d", spec.name, r+1), err)
+			b.add("wire-rr", spec.name, math.NaN())
+		} else {
+			b.add("wire-rr", spec.name, float64(c1.ipBytesSince(c0))/float64(b.o.rrExchanges*2*rrSize))
+		}
+	}
+}
+
+func (b *bench) measureTTFB(ctx context.Context, spec setupSpec, s Setup, c *client) {
+	// One connection at the new delay first: it warms caches (resumption) the
+	// way a user's earlier connection would have.
+	c.ttfb(ctx, s.Target())
+	for r := range b.o.runs {
+		var ds []float64
+		for range b.o.ttfbSamples {
+			if ctx.Err() != nil {
+				return
+			}
+			d, err := c.ttfb(ctx, s.Target())
+			if err != nil {
+				b.failure(fmt.Sprintf("%s ttfb run %d", spec.name, r+1), err)
+				continue
+			}
+			ds = append(ds, float64(d)/float64(time.Millisecond))
+		}
+		if len(ds) == 0 {
+			b.add("ttfb", spec.ttfb, math.NaN())
+			continue
+		}
+		slices.Sort(ds)
+		m := ds[len(ds)/2]
+		if len(ds)%2 == 0 {
+			m = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+		}
+		b.add("ttfb", spec.ttfb, m)
+		b.logf("  ttfb run %d: %.1f ms", r+1, m)
+	}
+}

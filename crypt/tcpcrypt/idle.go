@@ -1,0 +1,120 @@
+package tcpcrypt
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// ReadWaiter is implemented by streams, and by sources given to ReadFrom,
+// that can wait until a Read would not block without being handed a buffer.
+// A Conn uses it so that a connection with nothing to read holds no buffer:
+// a relay of thousands of idle connections then costs little memory.
+type ReadWaiter interface {
+	// WaitRead returns once a Read would return data, end of stream or an
+	// error without blocking, or the stream has been closed. If it has to
+	// block, it first calls idle, once. It does not observe read
+	// deadlines: Conn uses it only in WriteTo and ReadFrom, the relay's
+	// paths, never in Read.
+	WaitRead(idle func()) error
+}
+
+// Buffers of ReadFrom and of the receive side, pooled by capacity so that
+// connections that go idle return theirs and busy ones do not allocate. Only
+// a few capacities occur (powers of two from 4 KiB, and the largest frame
+// plus slack per AEAD); others are left to the garbage collector.
+var (
+	bufPoolsMu sync.Mutex
+	bufPools   = map[int]*sync.Pool{}
+)
+
+const (
+	maxPooledBuf   = 128 << 10
+	maxBufPoolKeys = 32
+)
+
+func poolFor(size int, create bool) *sync.Pool {
+	bufPoolsMu.Lock()
+	defer bufPoolsMu.Unlock()
+	p := bufPools[size]
+	if p == nil && create && size <= maxPooledBuf && len(bufPools) < maxBufPoolKeys {
+		p = &sync.Pool{}
+		bufPools[size] = p
+	}
+	return p
+}
+
+// getBuf returns a buffer of length and capacity size (contents undefined).
+func getBuf(size int) []byte {
+	if p := poolFor(size, false); p != nil {
+		if bp, ok := p.Get().(*[]byte); ok {
+			return (*bp)[:size]
+		}
+	}
+	return make([]byte, size)
+}
+
+// putBuf gives b back for reuse. The caller has cleared any plaintext in
+// it and keeps no reference.
+func putBuf(b []byte) {
+	if p := poolFor(cap(b), true); p != nil {
+		b = b[:cap(b)]
+		p.Put(&b)
+	}
+}
+
+// releaseReadBufLocked returns the receive buffer to the pool when it holds
+// no unopened bytes (an idle connection): the opened plaintext in it is
+// cleared first. The next read takes a buffer of the same size again.
+func (c *Conn) releaseReadBufLocked() {
+	in := &c.in
+	if in.r != in.w || len(in.plain) > 0 || cap(in.buf) == 0 {
+		return
+	}
+	clear(in.buf[:in.w])
+	in.lastCap = cap(in.buf)
+	putBuf(in.buf)
+	in.buf, in.r, in.w, in.plain = nil, 0, 0, nil
+}
+
+// WriteTo implements io.WriterTo, for io.Copy out of a Conn (the relay's
+// tcpcrypt-to-plain direction): frames are opened in place and their data
+// written to w straight from the receive buffer, and while the stream has
+// nothing to read (if it is a ReadWaiter) the Conn holds no buffer at all.
+// It returns nil after the authenticated FINp, like io.Copy at EOF; errors
+// are Read's (ErrTruncated, ErrAuth, ErrAborted) or w's.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	rw, _ := c.stream.(ReadWaiter)
+	var total int64
+	c.in.Lock()
+	defer c.in.Unlock()
+	for {
+		for len(c.in.plain) == 0 {
+			switch {
+			case c.closed.Load():
+				c.in.open.Zero()
+				return total, c.opError("read", net.ErrClosed)
+			case c.in.err != nil:
+				return total, c.in.err
+			case c.in.eof:
+				return total, nil
+			}
+			if rw != nil && c.in.r == c.in.w && c.in.deferred == nil {
+				if err := rw.WaitRead(c.releaseReadBufLocked); err != nil {
+					return total, c.streamReadError(err)
+				}
+			}
+			if err := c.readFrameLocked(); err != nil {
+				return total, err
+			}
+		}
+		// The receive lock is held across w.Write: plain aliases the
+		// buffer, and WriteTo is the only reader of a relayed Conn.
+		n, err := w.Write(c.in.plain)
+		total += int64(n)
+		c.in.plain = c.in.plain[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+}
