@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
@@ -120,6 +122,10 @@ func (c *Conn) CloseWrite() error {
 	return c.stream.CloseWrite()
 }
 
+// setResume makes reads of this connection in the relay suspend instead of
+// block (see tcpStream.resume).
+func (c *Conn) setResume(f func()) { c.stream.setResume(f) }
+
 // WaitRead implements tcpcrypt.ReadWaiter for a plain connection (the relay
 // uses tcpcrypt.Conn's WriteTo for an encrypted one).
 func (c *Conn) WaitRead(idle func()) error { return c.stream.WaitRead(idle) }
@@ -165,6 +171,96 @@ type tcpStream struct {
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: wakes WaitRead whatever the state
+
+	// resume, when set (setResume), makes WaitRead suspend rather than
+	// block: it returns tcpcrypt.ErrSuspended and resume runs on a new
+	// goroutine once the endpoint is readable (or closed). pending is
+	// the armed wake-up, for Close to fire.
+	resume  atomic.Pointer[func()]
+	pending atomic.Pointer[wakeup]
+
+	// noTimeWait: reset the endpoint once it reaches TIME-WAIT after
+	// Close (see dropTimeWait). Set on the forwarder's inner legs.
+	noTimeWait bool
+}
+
+// dropTimeWait resets the endpoint if it is in TIME-WAIT now, or once it
+// gets there within timeWaitCheck. A forwarded (inner) connection has no
+// listening endpoint behind it, and gVisor hands a new SYN that meets a
+// TIME-WAIT endpoint only to a listener: the application's next connection
+// from the same port (a kernel that was the passive closer reuses ports at
+// once) would be ignored for the whole TIME-WAIT (60 s). On this leg,
+// between the host's kernel and us over the TUN device, TIME-WAIT guards
+// against nothing: our FIN has been acknowledged and the peer's received,
+// so the reset only frees the 4-tuple.
+func (t *tcpStream) dropTimeWait() {
+	switch tcp.EndpointState(t.ep.State()) {
+	case tcp.StateTimeWait:
+		t.ep.Abort()
+	case tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing:
+		time.AfterFunc(timeWaitCheck, func() {
+			if tcp.EndpointState(t.ep.State()) == tcp.StateTimeWait {
+				t.ep.Abort()
+			}
+		})
+	}
+}
+
+// timeWaitCheck is how long after Close dropTimeWait looks again for an
+// endpoint still finishing its close.
+const timeWaitCheck = time.Second
+
+// setResume puts the stream in suspend mode (see tcpStream.resume).
+func (t *tcpStream) setResume(f func()) { t.resume.Store(&f) }
+
+// wakeup is one armed resume: it fires at most once, from gVisor's
+// notification or from Close, whichever comes first.
+type wakeup struct {
+	t      *tcpStream
+	entry  waiter.Entry
+	fired  atomic.Bool
+	resume func()
+}
+
+// NotifyEvent implements waiter.EventListener. It runs inside gVisor's
+// Queue.Notify, which holds the queue's lock, so the entry is unregistered
+// on the new goroutine.
+func (w *wakeup) NotifyEvent(waiter.EventMask) { w.fire() }
+
+func (w *wakeup) fire() {
+	if !w.fired.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		w.t.pending.CompareAndSwap(w, nil)
+		w.t.wq.EventUnregister(&w.entry)
+		w.resume()
+	}()
+}
+
+// suspend arms a wakeup for resume and reports tcpcrypt.ErrSuspended, or
+// nil if the endpoint became readable meanwhile (the caller goes on).
+func (t *tcpStream) suspend(idle, resume func()) error {
+	idle()
+	w := &wakeup{t: t, resume: resume}
+	w.entry.Init(w, waitReadEvents)
+	t.pending.Store(w)
+	t.wq.EventRegister(&w.entry)
+	ready := t.ep.Readiness(waitReadEvents) != 0
+	if !ready {
+		select {
+		case <-t.closed:
+			ready = true
+		default:
+		}
+	}
+	if ready && w.fired.CompareAndSwap(false, true) {
+		// Readable before we parked: carry on in this goroutine.
+		t.pending.CompareAndSwap(w, nil)
+		t.wq.EventUnregister(&w.entry)
+		return nil
+	}
+	return tcpcrypt.ErrSuspended
 }
 
 func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
@@ -175,7 +271,14 @@ func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
 // of a close only once the endpoint has reached CLOSED).
 func (t *tcpStream) Close() error {
 	t.closeOnce.Do(func() { close(t.closed) })
-	return t.TCPConn.Close()
+	err := t.TCPConn.Close()
+	if t.noTimeWait {
+		t.dropTimeWait()
+	}
+	if w := t.pending.Load(); w != nil {
+		w.fire() // a suspended relay direction must see the close
+	}
+	return err
 }
 
 var _ tcpcrypt.ReadWaiter = (*tcpStream)(nil)
@@ -189,6 +292,9 @@ const waitReadEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
 func (t *tcpStream) WaitRead(idle func()) error {
 	if t.ep.Readiness(waitReadEvents) != 0 {
 		return nil
+	}
+	if r := t.resume.Load(); r != nil {
+		return t.suspend(idle, *r)
 	}
 	entry, ch := waiter.NewChannelEntry(waitReadEvents)
 	t.wq.EventRegister(&entry)

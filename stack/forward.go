@@ -162,6 +162,7 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	r.Complete(false)
 	inner := &Conn{stream: newTCPStream(ep, &wq), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
 	inner.Conn = inner.stream
+	inner.stream.noTimeWait = true // see tcpStream.dropTimeWait
 	inner.id = flowID{Local: dst.String(), Remote: client.String()}
 	// The relay outlives this handler goroutine (see startRelay); it
 	// keeps the forwarder's WaitGroup until it ends. Adding while this

@@ -113,10 +113,12 @@ func (e *RelayError) Unwrap() error { return e.Err }
 // e and calls done with the first error (a *RelayError) or nil. Cancelling
 // ctx aborts the relay.
 //
-// It returns at once: the directions run on goroutines of their own. The
-// caller's goroutine, whose stack grew deep in the dial and the tcpcrypt
-// handshake, can then exit: an idle relayed connection is two parked
-// goroutines with small stacks and no copy buffer.
+// It returns at once: the directions run on goroutines of their own, and
+// the caller's goroutine (whose stack grew deep in the dial and the tcpcrypt
+// handshake) can exit. A direction reading one of our stack's connections
+// gives its goroutine up while idle (see tcpStream.suspend), so an idle
+// relay between two of them holds no goroutine and no copy buffer; one
+// reading a kernel socket keeps a parked goroutine.
 func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer relayLeg, done func(error)) {
 	var once sync.Once
 	aborted := make(chan struct{})
@@ -151,6 +153,9 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 	}
 	run := func(dir string, dst, src relayLeg, n *atomic.Uint64) {
 		err := copyHalf(dst, src, n)
+		if errors.Is(err, tcpcrypt.ErrSuspended) {
+			return // src is idle; its wake-up runs this direction again
+		}
 		e.state.Store(uint32(StateClosing))
 		if err != nil {
 			// The first failure aborts both legs, which ends the other
@@ -162,8 +167,21 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 			finish()
 		}
 	}
-	go run("inner->outer", outer, inner, &e.in2out)
-	go run("outer->inner", inner, outer, &e.out2in)
+	in2out := func() { run("inner->outer", outer, inner, &e.in2out) }
+	out2in := func() { run("outer->inner", inner, outer, &e.out2in) }
+	// A direction whose source is one of our stack's connections parks
+	// without a goroutine while it has nothing to read (tcpStream.suspend);
+	// one reading a kernel socket (a service's backend) keeps a goroutine.
+	for _, d := range []struct {
+		src relayLeg
+		run func()
+	}{{inner, in2out}, {outer, out2in}} {
+		if c, ok := d.src.(*Conn); ok {
+			c.setResume(d.run)
+		}
+	}
+	go in2out()
+	go out2in()
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst. It

@@ -432,8 +432,8 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 }
 
-// An idle relayed connection holds no copy buffer, plain or encrypted, and
-// its relay runs on two goroutines; it carries data again when it wakes.
+// An idle relayed connection holds no copy buffer and no goroutine, plain or
+// encrypted; it carries data again when it wakes.
 func TestRelayIdleHoldsNoBuffers(t *testing.T) {
 	for _, enc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tcpcrypt"}[enc], func(t *testing.T) {
@@ -475,12 +475,70 @@ func TestRelayIdleHoldsNoBuffers(t *testing.T) {
 			if l := tr.f.Table().List(); len(l) != 1 || l[0].Encrypted != enc {
 				t.Fatalf("table: %+v", l)
 			}
-			waitFor(t, func() bool { return relayBufsOut.Load() == 0 }, "no relay buffer held while idle")
+			idle := func() bool { return relayBufsOut.Load() == 0 && relayGoroutines() == 0 }
+			waitFor(t, idle, "no relay buffer or goroutine while idle")
 			exchange(100)
-			waitFor(t, func() bool { return relayBufsOut.Load() == 0 }, "no relay buffer held while idle again")
+			waitFor(t, idle, "no relay buffer or goroutine while idle again")
+			// Half-close and close still travel while suspended.
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := sc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("server read after client CloseWrite: %d, %v", n, err)
+			}
 			c.Close()
 			sc.Close()
 			waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "table empty")
 		})
+	}
+}
+
+// relayGoroutines counts goroutines running a relay direction.
+func relayGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "stack.copyHalf") {
+			n++
+		}
+	}
+	return n
+}
+
+// An application that reuses its port at once (a kernel that was the
+// passive closer does) gets its next connection through: the forwarder's
+// inner endpoint does not sit in TIME-WAIT, where gVisor would ignore the
+// new SYN for a minute (there is no listener to hand it to).
+func TestForwarderPortReuseAfterClose(t *testing.T) {
+	tr := newTrio(t, true, ForwarderOptions{}, nil)
+	l, err := tr.s.Listen(addrS4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("x")) // the server closes first
+			c.Close()
+		}
+	}()
+	local := netip.AddrPortFrom(addrC4, 40001)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c, err := tr.c.Dial(ctx, local, netip.AddrPortFrom(addrS4, 80), nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("connection %d from %v: %v", i+1, local, err)
+		}
+		if b, err := io.ReadAll(c); err != nil || string(b) != "x" {
+			t.Fatalf("connection %d: %q, %v", i+1, b, err)
+		}
+		c.Close()
+		waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "relay finished")
 	}
 }

@@ -79,7 +79,7 @@ resumption = %v
 socket = %q
 
 [log]
-level = "warn"
+level = "info"
 `, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket)
 }
 
@@ -101,7 +101,7 @@ resumption = %v
 socket = %q
 
 [log]
-level = "warn"
+level = "info"
 `, netip.AddrPortFrom(benchService, benchServicePort).String(),
 		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(),
 		o.policy, o.aead, o.resumption, socket)

@@ -244,6 +244,7 @@ type bench struct {
 	notes   []string
 	tmp     string
 	selfExe string
+	starts  map[string]int // per setup, for log file names
 }
 
 func (b *bench) add(fig, setup string, v float64) {
@@ -303,7 +304,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{o: o, figs: map[string]*Figure{}, tmp: tmp, selfExe: self}
+	b := &bench{o: o, figs: map[string]*Figure{}, tmp: tmp, selfExe: self, starts: map[string]int{}}
 	b.rep = &Report{Started: time.Now(), Machine: describeMachine()}
 	defs := figureDefs(o)
 	for i := range defs {
@@ -417,7 +418,25 @@ func (b *bench) withSetup(ctx context.Context, tp *topo.Topology, spec setupSpec
 	if cerr := s.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("stop %s: %w", spec.name, cerr))
 	}
+	b.keepLogs(dir, spec.name)
 	return err
+}
+
+// keepLogs copies the setup's process logs (*.log in its scratch directory)
+// to <out>/logs/<setup>-<n>-<file>, n counting the setup's starts.
+func (b *bench) keepLogs(dir, setup string) {
+	b.starts[setup]++
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		dst := filepath.Join(b.o.out, "logs", fmt.Sprintf("%s-%d-%s", setup, b.starts[setup], filepath.Base(l)))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			_ = os.WriteFile(dst, data, 0o644)
+		}
+	}
 }
 
 // phaseRouted measures bulk, connection rate and memory with the router
@@ -620,10 +639,12 @@ func (b *bench) measureMemory(ctx context.Context, spec setupSpec, s Setup, c *c
 		return err
 	}
 	n := b.idleConns(spec)
+	t0 := time.Now()
 	conns, err := c.openIdle(ctx, s.Target(), n, 32)
 	if err != nil {
 		return err
 	}
+	b.logf("  opened %d idle connections in %v", n, time.Since(t0).Round(time.Millisecond))
 	defer closeAll(conns)
 	time.Sleep(3 * time.Second)
 	after, err := procsStat(s.Procs())

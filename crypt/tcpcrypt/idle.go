@@ -1,6 +1,7 @@
 package tcpcrypt
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -18,6 +19,13 @@ type ReadWaiter interface {
 	// paths, never in Read.
 	WaitRead(idle func()) error
 }
+
+// ErrSuspended may be returned by a ReadWaiter's WaitRead instead of
+// blocking (after calling idle): WriteTo and ReadFrom then return it at once,
+// with the bytes moved so far, and the connection stays usable. The
+// ReadWaiter's owner calls them again once the stream is readable. A relay
+// uses it to park an idle connection without a goroutine.
+var ErrSuspended = errors.New("tcpcrypt: read wait suspended")
 
 // Buffers of ReadFrom and of the receive side, pooled by capacity so that
 // connections that go idle return theirs and busy ones do not allocate. Only
@@ -101,6 +109,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			}
 			if rw != nil && c.in.r == c.in.w && c.in.deferred == nil {
 				if err := rw.WaitRead(c.releaseReadBufLocked); err != nil {
+					if errors.Is(err, ErrSuspended) {
+						return total, err // not an error of the stream
+					}
 					return total, c.streamReadError(err)
 				}
 			}
