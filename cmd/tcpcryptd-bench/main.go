@@ -582,9 +582,6 @@ func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *cli
 			b.logf("  %s run %d: %.0f MB/s", v.fig, r+1, res.MBps())
 		}
 	}
-	if len(s.Procs()) == 0 {
-		b.setNote("cpu-daemon", spec.name, "no process: the kernel's cost is in cpu-machine")
-	}
 }
 
 func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *client) {

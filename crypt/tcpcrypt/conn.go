@@ -89,6 +89,10 @@ type Conn struct {
 		err  error  // sticky error
 	}
 
+	// readFromSize is the read size ReadFrom grew to (ReadFrom calls are
+	// not concurrent with each other).
+	readFromSize int
+
 	// Generations mirrored for the other direction's lock holder (§3.8).
 	localGen  atomic.Uint64 // L, written under out
 	remoteGen atomic.Uint64 // R, written under in
@@ -453,7 +457,10 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	off := frame.DataOffset(false)
 	// Room for the frame and for empty rekey frames the sealer may owe.
 	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
-	size := min(readFromMinBuf, c.maxData)
+	// The frame size reached by earlier calls: a relay that suspended
+	// while its source was empty (ReadWaiter) comes back at full size.
+	size := min(max(readFromMinBuf, c.readFromSize), c.maxData)
+	defer func() { c.readFromSize = size }()
 	// buf is nil while r has nothing to read (r is a ReadWaiter): an idle
 	// connection holds no buffer. It only ever holds sealed bytes when it
 	// goes back to the pool: frames are sealed in place.

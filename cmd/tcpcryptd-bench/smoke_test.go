@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildTool builds a main package of this module into dir.
+func buildTool(t *testing.T, dir, name, pkg string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd.Dir = "../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// The tool end to end, as `make bench` runs it but tiny: every figure group
+// with kernel TCP and tcpcryptd (plain relay, tcpcrypt resumed and fresh);
+// results.json must hold a valid sample for each row the setups belong in,
+// and values that follow from the set-up (the imposed delay, header bytes).
+func TestBenchSmoke(t *testing.T) {
+	benchRequireRoot(t)
+	dir := t.TempDir()
+	bench := buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
+	daemon := buildTool(t, dir, "tcpcryptd", "./cmd/tcpcryptd")
+	wg := filepath.Join(dir, "wireguard-go-unused")
+	if err := os.WriteFile(wg, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "results")
+	const delay = 5 * time.Millisecond
+	cmd := exec.Command(bench, "-tcpcryptd", daemon, "-wireguard-go", wg, "-out", out,
+		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm,tcpcrypt-fresh",
+		"-runs", "1", "-mem-runs", "1", "-bulk-duration", "300ms", "-rate-duration", "300ms",
+		"-idle-conns", "200", "-ttfb-samples", "3", "-delay", delay.String(),
+		"-rr-exchanges", "50", "-wire-duration", "200ms")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpcryptd-bench: %v\n%s", err, b)
+	}
+	for _, f := range []string{"report.md", "results.csv"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	median := map[string]map[string]float64{}
+	for _, f := range rep.Figures {
+		median[f.ID] = map[string]float64{}
+		for _, r := range f.Rows {
+			if r.N < 1 || r.Failed > 0 || r.Median == nil {
+				t.Errorf("%s/%s: %d valid samples (%s)", f.ID, r.Setup, r.N, r.Note)
+				continue
+			}
+			median[f.ID][r.Setup] = *r.Median
+		}
+	}
+	want := map[string][]string{
+		"bulk-1-up":           {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"bulk-8-down":         {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"cpu-daemon":          {"relay-plain", "tcpcrypt-aes128gcm"},
+		"connrate":            {"kernel", "relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
+		"ttfb":                {"kernel", "relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
+		"rss-per-conn-laptop": {"relay-plain", "tcpcrypt-aes128gcm"},
+		"rss-per-conn-server": {"relay-plain", "tcpcrypt-aes128gcm"},
+		"wire-bulk":           {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"wire-rr":             {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+	}
+	for fig, setups := range want {
+		for _, s := range setups {
+			if v, ok := median[fig][s]; !ok || !(v > 0) {
+				t.Errorf("%s/%s: no positive value (%v)", fig, s, median[fig])
+			}
+		}
+	}
+	// Four one-way delays at least (SYN, SYN-ACK, request, response);
+	// a fresh key exchange adds Init1 and Init2.
+	if k := median["ttfb"]["kernel"]; k < 4*ms(delay) {
+		t.Errorf("ttfb kernel %.1f ms < 4 x %v", k, delay)
+	}
+	if f, r := median["ttfb"]["tcpcrypt-fresh"], median["ttfb"]["tcpcrypt-resumed"]; f < r+2*ms(delay) {
+		t.Errorf("ttfb fresh %.1f ms, resumed %.1f ms: a fresh handshake costs a round trip more", f, r)
+	}
+	// Headers make the wire carry more than the data, not several times it.
+	for s, v := range median["wire-bulk"] {
+		if v < 1 || v > 1.2 {
+			t.Errorf("wire-bulk %s = %.3f bytes per byte", s, v)
+		}
+	}
+	if len(rep.Goals) == 0 {
+		t.Error("no goals evaluated")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Bad command lines are refused with exit status 2 and a message.
+func TestBenchUsage(t *testing.T) {
+	dir := t.TempDir()
+	bench := buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
+	for _, args := range [][]string{{"-runs", "0"}, {"-only", "nonsense"}, {"-setups", "ipsec"}, {"extra"}, {"-no-such-flag"}} {
+		b, err := exec.Command(bench, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || len(strings.TrimSpace(string(b))) == 0 {
+			t.Errorf("%v: %v, output %q; want exit 2 with a message", args, err, b)
+		}
+	}
+	if b, err := exec.Command(bench, "-h").CombinedOutput(); err != nil || !strings.Contains(string(b), "usage: tcpcryptd-bench") {
+		t.Errorf("-h: %v\n%s", err, b)
+	}
+}
