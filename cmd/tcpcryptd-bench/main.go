@@ -457,38 +457,45 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 		}
 		needBulk := spec.bulk && b.group("bulk")
 		needRate := spec.connrate != "" && b.group("connrate")
-		if needBulk || needRate {
-			b.logf("setup %s: bulk and connection rate", spec.name)
-			err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
-				if needBulk {
-					b.measureBulk(ctx, spec, s, c)
-				}
-				if needRate {
-					b.measureRate(ctx, spec, s, c)
-				}
-				return nil
-			})
-			if err != nil {
-				b.failure(spec.name, err)
-			}
+		if !needBulk && !needRate {
+			continue
 		}
-		if spec.memory && b.group("memory") {
-			b.logf("setup %s: memory with %d idle connections", spec.name, b.o.idleConns)
-			for r := range b.o.memRuns {
-				if ctx.Err() != nil {
-					break
-				}
-				if n := b.idleConns(spec); n < b.o.idleConns && r == 0 {
-					note := fmt.Sprintf("%d connections: the descriptor limit allows no more with %d per connection", n, spec.fdsPerConn)
-					b.setNote("rss-per-conn-laptop", spec.name, note)
-					b.setNote("rss-per-conn-server", spec.name, note)
-				}
-				err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return b.measureMemory(ctx, spec, s, c) })
-				if err != nil {
-					b.failure(fmt.Sprintf("%s memory run %d", spec.name, r+1), err)
-					b.add("rss-per-conn-laptop", spec.name, math.NaN())
-					b.add("rss-per-conn-server", spec.name, math.NaN())
-				}
+		b.logf("setup %s: bulk and connection rate", spec.name)
+		err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
+			if needBulk {
+				b.measureBulk(ctx, spec, s, c)
+			}
+			if needRate {
+				b.measureRate(ctx, spec, s, c)
+			}
+			return nil
+		})
+		if err != nil {
+			b.failure(spec.name, err)
+		}
+	}
+	// The memory runs come last: their tens of thousands of connections
+	// leave kernel state behind (conntrack entries, the backend's TIME-WAIT
+	// sockets) that would slow whichever setup ran next.
+	for _, spec := range specs {
+		if !b.selected(spec) || ctx.Err() != nil || !spec.memory || !b.group("memory") {
+			continue
+		}
+		b.logf("setup %s: memory with %d idle connections", spec.name, b.idleConns(spec))
+		for r := range b.o.memRuns {
+			if ctx.Err() != nil {
+				break
+			}
+			if n := b.idleConns(spec); n < b.o.idleConns && r == 0 {
+				note := fmt.Sprintf("%d connections: the descriptor limit allows no more with %d per connection", n, spec.fdsPerConn)
+				b.setNote("rss-per-conn-laptop", spec.name, note)
+				b.setNote("rss-per-conn-server", spec.name, note)
+			}
+			err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return b.measureMemory(ctx, spec, s, c) })
+			if err != nil {
+				b.failure(fmt.Sprintf("%s memory run %d", spec.name, r+1), err)
+				b.add("rss-per-conn-laptop", spec.name, math.NaN())
+				b.add("rss-per-conn-server", spec.name, math.NaN())
 			}
 		}
 	}
