@@ -94,13 +94,14 @@ func TestBenchSmoke(t *testing.T) {
 			}
 		}
 	}
-	// Four one-way delays at least (SYN, SYN-ACK, request, response);
-	// a fresh key exchange adds Init1 and Init2.
-	if k := median["ttfb"]["kernel"]; k < 4*ms(delay) {
-		t.Errorf("ttfb kernel %.1f ms < 4 x %v", k, delay)
-	}
-	if f, r := median["ttfb"]["tcpcrypt-fresh"], median["ttfb"]["tcpcrypt-resumed"]; f < r+2*ms(delay) {
-		t.Errorf("ttfb fresh %.1f ms, resumed %.1f ms: a fresh handshake costs a round trip more", f, r)
+	// Lower bounds the imposed delay guarantees (only those: the rest is
+	// processing time, which a loaded machine stretches): four one-way
+	// delays (SYN, SYN-ACK, request, response), and two more for a fresh
+	// key exchange (Init1, Init2), which a resumed connection skips.
+	for s, n := range map[string]float64{"kernel": 4, "relay-plain": 4, "tcpcrypt-resumed": 4, "tcpcrypt-fresh": 6} {
+		if v := median["ttfb"][s]; v < n*ms(delay) {
+			t.Errorf("ttfb %s %.1f ms < %v x %v", s, v, n, delay)
+		}
 	}
 	// Headers make the wire carry more than the data, not several times it.
 	for s, v := range median["wire-bulk"] {
