@@ -126,13 +126,18 @@ func (r *reader) handle(n int) {
 	}
 	pkt = pkt[:m.length]
 
-	var payload buffer.Buffer
-	if len(pkt) > rxCopyMax {
+	// The headers go into a chunk of their own (see rxHeaderSplit), the rest
+	// into the read buffer handed over whole (large packets) or a copy.
+	split := min(len(pkt), rxHeaderSplit)
+	payload := buffer.MakeWithData(pkt[:split])
+	switch {
+	case len(pkt) > rxCopyMax:
 		r.buf.CapLength(len(pkt))
-		payload = buffer.MakeWithView(r.buf)
+		r.buf.TrimFront(split)
+		payload.Append(r.buf)
 		r.buf = nil
-	} else {
-		payload = buffer.MakeWithData(pkt)
+	case len(pkt) > split:
+		payload.Append(buffer.NewViewWithData(pkt[split:]))
 	}
 	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload})
 	pb.NetworkProtocolNumber = m.proto
