@@ -398,6 +398,21 @@ func (b *bench) newTopology(impaired bool) (*topo.Topology, *backendProc, error)
 	return tp, be, nil
 }
 
+// eachSetup starts every selected setup that want accepts on tp, one at a
+// time, and runs f with it; a setup that fails is noted and skipped.
+func (b *bench) eachSetup(ctx context.Context, tp *topo.Topology, what string, want func(setupSpec) bool, f func(setupSpec, Setup, *client) error) {
+	for _, spec := range specs {
+		if !b.selected(spec) || ctx.Err() != nil || !want(spec) {
+			continue
+		}
+		b.logf("setup %s: %s", spec.name, what)
+		err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return f(spec, s, c) })
+		if err != nil {
+			b.failure(spec.name, err)
+		}
+	}
+}
+
 // withSetup starts spec on tp, waits until the backend is reachable through
 // it, runs f and stops it again.
 func (b *bench) withSetup(ctx context.Context, tp *topo.Topology, spec setupSpec, f func(Setup, *client) error) error {
@@ -453,29 +468,19 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 	}
 	defer tp.Close()
 	defer be.Close()
-	for _, spec := range specs {
-		if !b.selected(spec) || ctx.Err() != nil {
-			continue
-		}
-		needBulk := spec.bulk && b.group("bulk")
-		needRate := spec.connrate != "" && b.group("connrate")
-		if !needBulk && !needRate {
-			continue
-		}
-		b.logf("setup %s: bulk and connection rate", spec.name)
-		err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
-			if needBulk {
+	needBulk := func(spec setupSpec) bool { return spec.bulk && b.group("bulk") }
+	needRate := func(spec setupSpec) bool { return spec.connrate != "" && b.group("connrate") }
+	b.eachSetup(ctx, tp, "bulk and connection rate",
+		func(spec setupSpec) bool { return needBulk(spec) || needRate(spec) },
+		func(spec setupSpec, s Setup, c *client) error {
+			if needBulk(spec) {
 				b.measureBulk(ctx, spec, s, c)
 			}
-			if needRate {
+			if needRate(spec) {
 				b.measureRate(ctx, spec, s, c)
 			}
 			return nil
 		})
-		if err != nil {
-			b.failure(spec.name, err)
-		}
-	}
 	// The memory runs come last: their tens of thousands of connections
 	// leave kernel state behind (conntrack entries, the backend's TIME-WAIT
 	// sockets) that would slow whichever setup ran next.
@@ -684,21 +689,15 @@ func (b *bench) phaseImpaired(ctx context.Context) error {
 	}
 	defer tp.Close()
 	defer be.Close()
-	for _, spec := range specs {
-		if !b.selected(spec) || ctx.Err() != nil {
-			continue
-		}
-		needWire := spec.wire && b.group("wire")
-		needTTFB := spec.ttfb != "" && b.group("ttfb")
-		if !needWire && !needTTFB {
-			continue
-		}
-		b.logf("setup %s: wire bytes and time to first byte", spec.name)
-		err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error {
-			if needWire {
+	needWire := func(spec setupSpec) bool { return spec.wire && b.group("wire") }
+	needTTFB := func(spec setupSpec) bool { return spec.ttfb != "" && b.group("ttfb") }
+	b.eachSetup(ctx, tp, "wire bytes and time to first byte",
+		func(spec setupSpec) bool { return needWire(spec) || needTTFB(spec) },
+		func(spec setupSpec, s Setup, c *client) error {
+			if needWire(spec) {
 				b.measureWire(ctx, tp, spec, s, c)
 			}
-			if needTTFB {
+			if needTTFB(spec) {
 				if err := tp.Bridge.SetBoth(impair.Settings{Delay: b.o.delay}); err != nil {
 					return err
 				}
@@ -707,10 +706,6 @@ func (b *bench) phaseImpaired(ctx context.Context) error {
 			}
 			return nil
 		})
-		if err != nil {
-			b.failure(spec.name, err)
-		}
-	}
 	return ctx.Err()
 }
 
