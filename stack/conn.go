@@ -169,8 +169,7 @@ type tcpStream struct {
 	ep tcpip.Endpoint
 	wq *waiter.Queue
 
-	closeOnce sync.Once
-	closed    chan struct{} // closed by Close: wakes WaitRead whatever the state
+	closed atomic.Bool // Close was called: a wake-up armed after it fires at once
 
 	// resume, when set (setResume), makes WaitRead suspend rather than
 	// block: it returns tcpcrypt.ErrSuspended and resume runs on a new
@@ -246,14 +245,9 @@ func (t *tcpStream) suspend(idle, resume func()) error {
 	w.entry.Init(w, waitReadEvents)
 	t.pending.Store(w)
 	t.wq.EventRegister(&w.entry)
-	ready := t.ep.Readiness(waitReadEvents) != 0
-	if !ready {
-		select {
-		case <-t.closed:
-			ready = true
-		default:
-		}
-	}
+	// Close sets closed before it looks at pending, and we stored pending
+	// before looking at closed: one of us sees the other.
+	ready := t.ep.Readiness(waitReadEvents) != 0 || t.closed.Load()
 	if ready && w.fired.CompareAndSwap(false, true) {
 		// Readable before we parked: carry on in this goroutine.
 		t.pending.CompareAndSwap(w, nil)
@@ -264,13 +258,14 @@ func (t *tcpStream) suspend(idle, resume func()) error {
 }
 
 func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
-	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, closed: make(chan struct{})}
+	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq}
 }
 
-// Close closes the connection (and wakes WaitRead: gVisor notifies waiters
-// of a close only once the endpoint has reached CLOSED).
+// Close closes the connection and fires a suspended relay direction's
+// wake-up (gVisor notifies waiters of a close only once the endpoint has
+// reached CLOSED).
 func (t *tcpStream) Close() error {
-	t.closeOnce.Do(func() { close(t.closed) })
+	t.closed.Store(true)
 	err := t.TCPConn.Close()
 	if t.noTimeWait {
 		t.dropTimeWait()
@@ -296,18 +291,7 @@ func (t *tcpStream) WaitRead(idle func()) error {
 	if r := t.resume.Load(); r != nil {
 		return t.suspend(idle, *r)
 	}
-	entry, ch := waiter.NewChannelEntry(waitReadEvents)
-	t.wq.EventRegister(&entry)
-	defer t.wq.EventUnregister(&entry)
-	if t.ep.Readiness(waitReadEvents) != 0 { // became ready before we registered
-		return nil
-	}
-	idle()
-	select {
-	case <-ch:
-	case <-t.closed:
-	}
-	return nil
+	return nil // not suspendable: the caller's Read blocks, buffer in hand
 }
 
 // SetLinger sets SO_LINGER like (*net.TCPConn).SetLinger: sec < 0 turns it

@@ -40,16 +40,30 @@ type relayLeg interface {
 
 var (
 	_ relayLeg            = (*Conn)(nil)
-	_ tcpcrypt.ReadWaiter = netLeg{}
+	_ tcpcrypt.ReadWaiter = (*netLeg)(nil)
 	_ tcpcrypt.ReadWaiter = (*Conn)(nil)
 )
 
 // netLeg adapts a net.Conn (a backend's kernel socket) to relayLeg.
-type netLeg struct{ net.Conn }
+type netLeg struct {
+	net.Conn
+	// lastFull: the last Read filled its buffer, so more data is likely
+	// waiting and WaitRead skips its syscall (one per read, on the hot
+	// path of a bulk download, otherwise). Only the relay direction
+	// reading this leg touches it.
+	lastFull bool
+}
+
+// Read reads from the socket and notes whether the buffer was filled.
+func (l *netLeg) Read(b []byte) (int, error) {
+	n, err := l.Conn.Read(b)
+	l.lastFull = n == len(b) && n > 0
+	return n, err
+}
 
 // CloseWrite half-closes if the connection supports it (*net.TCPConn,
 // *net.UnixConn do); otherwise the direction stays open until Close.
-func (l netLeg) CloseWrite() error {
+func (l *netLeg) CloseWrite() error {
 	if cw, ok := l.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -59,9 +73,9 @@ func (l netLeg) CloseWrite() error {
 // WaitRead implements tcpcrypt.ReadWaiter for kernel sockets: it waits in
 // the runtime's poller for the socket to become readable, peeking (never
 // consuming) to tell data or end of stream from "would block".
-func (l netLeg) WaitRead(idle func()) error {
+func (l *netLeg) WaitRead(idle func()) error {
 	sc, ok := l.Conn.(syscall.Conn)
-	if !ok {
+	if !ok || l.lastFull {
 		return nil
 	}
 	rc, err := sc.SyscallConn()
@@ -88,7 +102,7 @@ func (l netLeg) WaitRead(idle func()) error {
 }
 
 // Abort resets the connection where it can (SO_LINGER 0), else closes it.
-func (l netLeg) Abort() {
+func (l *netLeg) Abort() {
 	if sl, ok := l.Conn.(interface{ SetLinger(int) error }); ok {
 		_ = sl.SetLinger(0)
 	}

@@ -109,7 +109,7 @@ func (sv *Service) serve(c *Conn) {
 		return
 	}
 	s.table.setInner(e, tupleOf(b))
-	var leg relayLeg = netLeg{b}
+	var leg relayLeg = &netLeg{Conn: b}
 	if rl, ok := b.(relayLeg); ok {
 		leg = rl
 	}

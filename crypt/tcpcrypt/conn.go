@@ -89,9 +89,10 @@ type Conn struct {
 		err  error  // sticky error
 	}
 
-	// readFromSize is the read size ReadFrom grew to (ReadFrom calls are
-	// not concurrent with each other).
-	readFromSize int
+	// readFromSize is the read size ReadFrom grew to. Atomic: a relay
+	// that suspended (ErrSuspended) may resume in a new ReadFrom call on
+	// another goroutine before the old call has returned.
+	readFromSize atomic.Int64
 
 	// Generations mirrored for the other direction's lock holder (§3.8).
 	localGen  atomic.Uint64 // L, written under out
@@ -237,15 +238,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 	c.in.Lock()
 	defer c.in.Unlock()
 	for len(c.in.plain) == 0 {
-		switch {
-		case c.closed.Load():
-			c.in.open.Zero()
-			return 0, c.opError("read", net.ErrClosed)
-		case c.in.err != nil:
-			return 0, c.in.err
-		case c.in.eof:
-			return 0, io.EOF
-		case len(b) == 0:
+		if err := c.readEndLocked(); err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
 			return 0, nil
 		}
 		if err := c.readFrameLocked(); err != nil {
@@ -255,6 +251,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 	n := copy(b, c.in.plain)
 	c.in.plain = c.in.plain[n:]
 	return n, nil
+}
+
+// readEndLocked reports why nothing more can be read, once the opened
+// data is used up: Close (net.ErrClosed), a sticky error, or io.EOF after
+// FINp. It is nil while frames may still come.
+func (c *Conn) readEndLocked() error {
+	switch {
+	case c.closed.Load():
+		c.in.open.Zero()
+		return c.opError("read", net.ErrClosed)
+	case c.in.err != nil:
+		return c.in.err
+	case c.in.eof:
+		return io.EOF
+	}
+	return nil
 }
 
 // readFrameLocked opens the next frame, reading from the stream as needed.
@@ -459,8 +471,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
 	// The frame size reached by earlier calls: a relay that suspended
 	// while its source was empty (ReadWaiter) comes back at full size.
-	size := min(max(readFromMinBuf, c.readFromSize), c.maxData)
-	defer func() { c.readFromSize = size }()
+	size := min(max(readFromMinBuf, int(c.readFromSize.Load())), c.maxData)
 	// buf is nil while r has nothing to read (r is a ReadWaiter): an idle
 	// connection holds no buffer. It only ever holds sealed bytes when it
 	// goes back to the pool: frames are sealed in place.
@@ -495,6 +506,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			}
 			if m == size && size < c.maxData {
 				size = min(2*size, c.maxData)
+				c.readFromSize.Store(int64(size))
 				release()
 			}
 		}

@@ -3,8 +3,8 @@ package tcpcrypt
 import (
 	"errors"
 	"io"
-	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // ReadWaiter is implemented by streams, and by sources given to ReadFrom,
@@ -14,9 +14,10 @@ import (
 type ReadWaiter interface {
 	// WaitRead returns once a Read would return data, end of stream or an
 	// error without blocking, or the stream has been closed. If it has to
-	// block, it first calls idle, once. It does not observe read
-	// deadlines: Conn uses it only in WriteTo and ReadFrom, the relay's
-	// paths, never in Read.
+	// block, it first calls idle, once. It may also return nil at once and
+	// leave the waiting to Read (then the caller's buffer is held while
+	// Read blocks). It does not observe read deadlines: Conn uses it only
+	// in WriteTo and ReadFrom, the relay's paths, never in Read.
 	WaitRead(idle func()) error
 }
 
@@ -30,10 +31,11 @@ var ErrSuspended = errors.New("tcpcrypt: read wait suspended")
 // Buffers of ReadFrom and of the receive side, pooled by capacity so that
 // connections that go idle return theirs and busy ones do not allocate. Only
 // a few capacities occur (powers of two from 4 KiB, and the largest frame
-// plus slack per AEAD); others are left to the garbage collector.
+// plus slack per AEAD); others are left to the garbage collector. Lookups
+// take no lock: a relay gets a buffer each time a source wakes up.
 var (
-	bufPoolsMu sync.Mutex
-	bufPools   = map[int]*sync.Pool{}
+	bufPools    sync.Map // int (capacity) -> *sync.Pool
+	bufPoolKeys atomic.Int32
 )
 
 const (
@@ -42,14 +44,17 @@ const (
 )
 
 func poolFor(size int, create bool) *sync.Pool {
-	bufPoolsMu.Lock()
-	defer bufPoolsMu.Unlock()
-	p := bufPools[size]
-	if p == nil && create && size <= maxPooledBuf && len(bufPools) < maxBufPoolKeys {
-		p = &sync.Pool{}
-		bufPools[size] = p
+	if p, ok := bufPools.Load(size); ok {
+		return p.(*sync.Pool)
 	}
-	return p
+	if !create || size > maxPooledBuf || bufPoolKeys.Load() >= maxBufPoolKeys {
+		return nil
+	}
+	p, loaded := bufPools.LoadOrStore(size, &sync.Pool{})
+	if !loaded {
+		bufPoolKeys.Add(1)
+	}
+	return p.(*sync.Pool)
 }
 
 // getBuf returns a buffer of length and capacity size (contents undefined).
@@ -98,14 +103,11 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	defer c.in.Unlock()
 	for {
 		for len(c.in.plain) == 0 {
-			switch {
-			case c.closed.Load():
-				c.in.open.Zero()
-				return total, c.opError("read", net.ErrClosed)
-			case c.in.err != nil:
-				return total, c.in.err
-			case c.in.eof:
-				return total, nil
+			if err := c.readEndLocked(); err != nil {
+				if err == io.EOF {
+					err = nil // io.WriterTo: end of stream is no error
+				}
+				return total, err
 			}
 			if rw != nil && c.in.r == c.in.w && c.in.deferred == nil {
 				if err := rw.WaitRead(c.releaseReadBufLocked); err != nil {
