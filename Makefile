@@ -16,9 +16,11 @@ build:
 
 # The whole suite: formatting, vet, unit tests (fuzz seed corpora included),
 # and the namespace tests, which need root (they skip without it, and fail
-# when skipped under CI=true).
+# when skipped under CI=true); then the protocol and stack packages again
+# under the race detector (the relay's goroutines hand connections over).
 test: fmt-check vet
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(GO) test -count=1 -race -timeout 10m ./crypt/... ./stack/...
 
 vet:
 	$(GO) vet $(PKGS)

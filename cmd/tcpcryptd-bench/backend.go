@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -169,26 +168,12 @@ func runBackend(args []string) error {
 	return b.Close()
 }
 
-// backendProc is the backend process started by startBackend.
-type backendProc struct {
-	cmd  *topo.Cmd
-	done chan struct{}
-	err  error
-	log  *bytes.Buffer
-}
-
 // startBackend runs `self backend` in ns and waits until it accepts.
-func startBackend(self string, ns *topo.NS) (*backendProc, error) {
-	p := &backendProc{done: make(chan struct{}), log: &bytes.Buffer{}}
-	p.cmd = ns.Command(self, "backend", "-listen", fmt.Sprintf("[::]:%d", backendPort))
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start backend: %w", err)
+func startBackend(self string, ns *topo.NS) (*sideProc, error) {
+	p, err := startSideProc(ns.Command(self, "backend", "-listen", fmt.Sprintf("[::]:%d", backendPort)), "backend", "server", "")
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -200,30 +185,12 @@ func startBackend(self string, ns *topo.NS) (*backendProc, error) {
 		}
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("backend exited during start-up (%v): %s", p.err, p.log.String())
+			return nil, fmt.Errorf("backend exited during start-up (%v)%s", p.err, p.tailSuffix())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.Close()
+			p.stop(procStopGrace)
 			return nil, fmt.Errorf("backend not accepting after 10s: %v", err)
 		}
-	}
-}
-
-// Close stops the backend (SIGTERM, SIGKILL after 10 s).
-func (p *backendProc) Close() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-		return errors.New("backend ignored SIGTERM for 10s")
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/control"
@@ -52,15 +50,7 @@ type daemonOptions struct {
 type daemonSetup struct {
 	o       daemonOptions
 	env     *Env
-	daemons []*daemonProc
-}
-
-type daemonProc struct {
-	role string
-	cmd  *topo.Cmd
-	log  string // log file path
-	done chan struct{}
-	err  error
+	daemons []*sideProc
 }
 
 func laptopDaemonConfig(o daemonOptions, socket string) string {
@@ -131,29 +121,22 @@ func startDaemons(env *Env, o daemonOptions) (_ Setup, err error) {
 	return s, nil
 }
 
+// daemonStopGrace is how long tcpcryptd gets to undo its host changes
+// after SIGTERM.
+const daemonStopGrace = 15 * time.Second
+
 // startDaemon writes the config and runs `tcpcryptd up` in ns until its
-// control API reports healthy.
-func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) string) (*daemonProc, error) {
+// control API reports healthy. Its log goes to <role>.log in env.Dir.
+func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) string) (*sideProc, error) {
 	sock := filepath.Join(env.Dir, role+".sock")
 	path := filepath.Join(env.Dir, role+".toml")
 	if err := os.WriteFile(path, []byte(cfg(sock)), 0o600); err != nil {
 		return nil, err
 	}
-	d := &daemonProc{role: role, log: filepath.Join(env.Dir, role+".log"), done: make(chan struct{})}
-	logf, err := os.Create(d.log)
+	d, err := startSideProc(ns.Command(env.Tcpcryptd, "up", "--config", path), "tcpcryptd", role, filepath.Join(env.Dir, role+".log"))
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	d.cmd = ns.Command(env.Tcpcryptd, "up", "--config", path)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start tcpcryptd (%s): %w", role, err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
 	api := control.NewClient(sock)
 	defer api.Close()
 	deadline := time.Now().Add(20 * time.Second)
@@ -163,34 +146,13 @@ func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) str
 		}
 		select {
 		case <-d.done:
-			return nil, fmt.Errorf("tcpcryptd (%s) exited during start-up (%v):\n%s", role, d.err, tailFile(d.log, 2048))
+			return nil, fmt.Errorf("tcpcryptd (%s) exited during start-up (%v)%s", role, d.err, d.tailSuffix())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("tcpcryptd (%s) not healthy after 20s:\n%s", role, tailFile(d.log, 2048))
+			d.stop(daemonStopGrace)
+			return nil, fmt.Errorf("tcpcryptd (%s) not healthy after 20s%s", role, d.tailSuffix())
 		}
-	}
-}
-
-// stop sends SIGTERM and waits (SIGKILL after 15 s).
-func (d *daemonProc) stop() error {
-	select {
-	case <-d.done:
-		return nil
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		if d.err != nil {
-			return fmt.Errorf("tcpcryptd (%s) exit: %v\n%s", d.role, d.err, tailFile(d.log, 2048))
-		}
-		return nil
-	case <-time.After(15 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-		return fmt.Errorf("tcpcryptd (%s) ignored SIGTERM for 15s", d.role)
 	}
 }
 
@@ -212,24 +174,12 @@ func (s *daemonSetup) Procs() []Proc {
 func (s *daemonSetup) Close() error {
 	var errs []error
 	for i := len(s.daemons) - 1; i >= 0; i-- {
-		if err := s.daemons[i].stop(); err != nil {
+		if err := s.daemons[i].stop(daemonStopGrace); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	s.daemons = nil
 	return errors.Join(errs...)
-}
-
-// tailFile returns at most the last n bytes of a file, for error messages.
-func tailFile(path string, n int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	if int64(len(b)) > n {
-		b = b[int64(len(b))-n:]
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // waitReachable dials target through the setup until one ping exchange

@@ -374,7 +374,7 @@ func (b *bench) selected(s setupSpec) bool { return len(b.o.setups) == 0 || b.o.
 
 // newTopology builds the namespaces, tunes their ephemeral-port sysctls (per
 // namespace, the host is untouched) and starts the backend in the server.
-func (b *bench) newTopology(impaired bool) (*topo.Topology, *backendProc, error) {
+func (b *bench) newTopology(impaired bool) (*topo.Topology, *sideProc, error) {
 	tp, err := topo.New(topo.Options{Prefix: "tcpbench", Impair: impaired, Seed: 1, Logf: b.logf})
 	if err != nil {
 		return nil, nil, err
@@ -467,7 +467,7 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 		return err
 	}
 	defer tp.Close()
-	defer be.Close()
+	defer be.stop(procStopGrace)
 	needBulk := func(spec setupSpec) bool { return spec.bulk && b.group("bulk") }
 	needRate := func(spec setupSpec) bool { return spec.connrate != "" && b.group("connrate") }
 	b.eachSetup(ctx, tp, "bulk and connection rate",
@@ -688,7 +688,7 @@ func (b *bench) phaseImpaired(ctx context.Context) error {
 		return err
 	}
 	defer tp.Close()
-	defer be.Close()
+	defer be.stop(procStopGrace)
 	needWire := func(spec setupSpec) bool { return spec.wire && b.group("wire") }
 	needTTFB := func(spec setupSpec) bool { return spec.ttfb != "" && b.group("ttfb") }
 	b.eachSetup(ctx, tp, "wire bytes and time to first byte",

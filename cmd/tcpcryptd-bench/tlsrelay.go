@@ -85,7 +85,7 @@ func startTLSRelay(env *Env, resume bool) (_ Setup, err error) {
 		{"laptop", env.Topo.Laptop, []string{"-mode", "client", "-listen", tlsRelayClientAddr.String(), "-connect", serverAddr.String(), "-ca", ca, resumeFlag}},
 	} {
 		cmd := x.ns.Command(env.Self, append([]string{"tlsrelay"}, x.args...)...)
-		p, err := startSideProc(cmd, "tlsrelay", x.role)
+		p, err := startSideProc(cmd, "tlsrelay", x.role, "")
 		if err != nil {
 			return nil, err
 		}

@@ -13,9 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -107,7 +105,7 @@ func startWireGuard(env *Env) (_ Setup, err error) {
 		cmd := x.ns.Command(env.WireGuardGo, "-f", name)
 		// Foreground without the "use the kernel module" banner; errors only.
 		cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
-		side.proc, err = startSideProc(cmd, "wireguard-go", x.role)
+		side.proc, err = startSideProc(cmd, "wireguard-go", x.role, "")
 		if err != nil {
 			return nil, err
 		}
@@ -327,86 +325,4 @@ func (s *wgSide) waitLinkGone(timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// sideProc is a helper process of a setup (wireguard-go, a TLS relay) whose
-// stdout and stderr are kept for error messages.
-type sideProc struct {
-	name, role string
-	cmd        *topo.Cmd
-	out        *tailBuffer
-	done       chan struct{}
-	err        error // of Wait, valid once done is closed
-}
-
-func startSideProc(cmd *topo.Cmd, name, role string) (*sideProc, error) {
-	p := &sideProc{name: name, role: role, cmd: cmd, out: &tailBuffer{max: 4096}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", name, role, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *sideProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tailSuffix is ":\n<last output>" for error messages, or "".
-func (p *sideProc) tailSuffix() string {
-	if s := strings.TrimSpace(p.out.String()); s != "" {
-		return ":\n" + s
-	}
-	return ""
-}
-
-// stop sends SIGTERM and waits, with SIGKILL after grace. An exit other than
-// a clean one is an error.
-func (p *sideProc) stop(grace time.Duration) error {
-	if !p.exited() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-			p.cmd.Process.Kill()
-			<-p.done
-			return fmt.Errorf("%s (%s) ignored SIGTERM for %v (killed)%s", p.name, p.role, grace, p.tailSuffix())
-		}
-	}
-	if p.err != nil {
-		return fmt.Errorf("%s (%s): %v%s", p.name, p.role, p.err, p.tailSuffix())
-	}
-	return nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
