@@ -181,6 +181,9 @@ type tcpStream struct {
 	// noTimeWait: reset the endpoint once it reaches TIME-WAIT after
 	// Close (see dropTimeWait). Set on the forwarder's inner legs.
 	noTimeWait bool
+	// writeSize is the largest write gVisor sends as one packet on this
+	// connection (see writeSizes); 0 when there is no such limit.
+	writeSize int
 }
 
 // dropTimeWait resets the endpoint if it is in TIME-WAIT now, or once it
@@ -257,8 +260,10 @@ func (t *tcpStream) suspend(idle, resume func()) error {
 	return tcpcrypt.ErrSuspended
 }
 
-func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue) *tcpStream {
-	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq}
+// newTCPStream wraps ep. writeSize is the largest write that leaves as one
+// packet (see writeSizes; 0: no limit).
+func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue, writeSize int) *tcpStream {
+	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, writeSize: writeSize}
 }
 
 // Close closes the connection and fires a suspended relay direction's

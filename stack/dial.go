@@ -106,7 +106,7 @@ func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*
 		return fail(opErr("dial", err))
 	}
 	c := &Conn{
-		stream: newTCPStream(ep, &wq),
+		stream: newTCPStream(ep, &wq, s.writes.forAddr(id.RemoteAddress)),
 		neg:    Negotiation{Mode: mode},
 		id:     flowID{Local: netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort).String(), Remote: dst.String()},
 	}
@@ -158,7 +158,7 @@ func (s *Stack) activeSpec(mode eno.Mode, peer netip.Addr) (flowSpec, *tcpcrypt.
 	if mode == eno.ModeOff {
 		return flowSpec{neg: eno.NewActive(eno.Config{Mode: eno.ModeOff}), mode: mode}, nil
 	}
-	sess := s.tcpcrypt().NewSession(peer.Unmap().String(), tcpcrypt.Policy{})
+	sess := s.tcpcrypt().NewSession(peer.Unmap().String(), s.sessionPolicy(peer))
 	neg := eno.NewActive(eno.Config{Mode: mode, Offer: sess.Offer(), Policy: sess})
 	return flowSpec{neg: neg, sess: sess, mode: mode}, sess
 }

@@ -160,7 +160,7 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		return err
 	}
 	r.Complete(false)
-	inner := &Conn{stream: newTCPStream(ep, &wq), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
+	inner := &Conn{stream: newTCPStream(ep, &wq, s.writes.forPeer(client.Addr().Unmap().Is6())), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
 	inner.Conn = inner.stream
 	inner.stream.noTimeWait = true // see tcpStream.dropTimeWait
 	inner.id = flowID{Local: dst.String(), Remote: client.String()}

@@ -154,7 +154,7 @@ func (s *Stack) passiveSpec(mode eno.Mode, peer netip.Addr) flowSpec {
 	if mode == eno.ModeOff {
 		return flowSpec{neg: eno.NewPassive(eno.Config{Mode: eno.ModeOff}), mode: mode}
 	}
-	sess := s.tcpcrypt().NewSession(peer.Unmap().String(), tcpcrypt.Policy{})
+	sess := s.tcpcrypt().NewSession(peer.Unmap().String(), s.sessionPolicy(peer))
 	return flowSpec{neg: eno.NewPassive(eno.Config{Mode: mode, Policy: sess}), sess: sess, mode: mode}
 }
 
@@ -246,7 +246,7 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 		id = info.ID
 	}
 	c := &Conn{
-		stream: newTCPStream(ep, wq),
+		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress)),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
 		id: flowID{
 			Local:  netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort).String(),

@@ -15,9 +15,9 @@ import (
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 )
 
-// relayBufSize is the copy buffer of one relay direction: a whole tcpcrypt
-// frame's worth (frame.MaxCLen is 64 KiB), so each read can become one
-// frame.
+// relayBufSize is the copy buffer of one plain relay direction. A copy
+// into one of our stack's connections reads at most its writeSize, so each
+// write leaves as one packet.
 const relayBufSize = 64 << 10
 
 var relayBufs = sync.Pool{New: func() any {
@@ -236,6 +236,10 @@ func isTCPCrypt(l relayLeg) bool {
 // takes only once src has data and gives back whenever src would block.
 func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 	rw, _ := src.(tcpcrypt.ReadWaiter)
+	chunk := relayBufSize
+	if c, ok := dst.(*Conn); ok && c.stream.writeSize > 0 {
+		chunk = min(chunk, c.stream.writeSize)
+	}
 	var bp *[]byte
 	release := func() {
 		if bp != nil {
@@ -255,7 +259,7 @@ func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 			bp = relayBufs.Get().(*[]byte)
 			relayBufsOut.Add(1)
 		}
-		nr, rerr := src.Read(*bp)
+		nr, rerr := src.Read((*bp)[:chunk])
 		if nr > 0 {
 			nw, werr := dst.Write((*bp)[:nr])
 			n.Add(uint64(nw))

@@ -103,6 +103,7 @@ type Stack struct {
 	nicID    tcpip.NICID
 	shim     *shim      // nil when Options.NoENO
 	flows    *flowTable // nil when Options.NoENO
+	writes   writeSizes // largest one-packet writes, from the link
 	counters Counters
 	log      *slog.Logger
 	opts     Options
@@ -136,6 +137,7 @@ func New(o Options) (*Stack, error) {
 		listeners: make(map[listenKey]*Listener),
 		services:  make(map[*Service]struct{}),
 		table:     newTable(),
+		writes:    newWriteSizes(o.Link),
 	}
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -281,6 +283,12 @@ func (s *Stack) handleUnclaimed(id gvstack.TransportEndpointID, pkt *gvstack.Pac
 
 // tcpcrypt returns the tcpcrypt configuration sessions are made from.
 func (s *Stack) tcpcrypt() *tcpcrypt.Config { return s.opts.TCPCrypt }
+
+// sessionPolicy is the tcpcrypt policy of a connection with peer: frames
+// sized to leave as one packet each (see writeSizes).
+func (s *Stack) sessionPolicy(peer netip.Addr) tcpcrypt.Policy {
+	return tcpcrypt.Policy{MaxFrame: s.writes.forPeer(peer.Unmap().Is6())}
+}
 
 // GVisor returns the underlying gVisor stack (for the forwarder and tests).
 func (s *Stack) GVisor() *gvstack.Stack { return s.gv }

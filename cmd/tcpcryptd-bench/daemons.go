@@ -55,7 +55,7 @@ type daemonSetup struct {
 
 func laptopDaemonConfig(o daemonOptions, socket string) string {
 	return fmt.Sprintf(`[device]
-name = "tcpcb0"
+name = %q
 
 [outbound]
 include = [%q]
@@ -70,12 +70,12 @@ socket = %q
 
 [log]
 level = "info"
-`, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket)
+`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket)
 }
 
 func serverDaemonConfig(o daemonOptions, socket string, backend uint16) string {
 	return fmt.Sprintf(`[device]
-name = "tcpcb0"
+name = %q
 
 [[service]]
 name = "bench"
@@ -92,7 +92,7 @@ socket = %q
 
 [log]
 level = "info"
-`, netip.AddrPortFrom(benchService, benchServicePort).String(),
+`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
 		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(),
 		o.policy, o.aead, o.resumption, socket)
 }
@@ -120,6 +120,14 @@ func startDaemons(env *Env, o daemonOptions) (_ Setup, err error) {
 	}
 	return s, nil
 }
+
+// TUNs implements tunUser: both daemons use a device named tcpcb0.
+func (s *daemonSetup) TUNs() []tunDevice {
+	return []tunDevice{{s.env.Topo.Laptop, daemonTUN}, {s.env.Topo.Server, daemonTUN}}
+}
+
+// daemonTUN is the TUN device name in both daemons' configurations.
+const daemonTUN = "tcpcb0"
 
 // daemonStopGrace is how long tcpcryptd gets to undo its host changes
 // after SIGTERM.

@@ -223,6 +223,8 @@ func figureDefs(o options) []Figure {
 			Method: "user+sys time of the setup's processes (both sides) during each bulk run of the four above, divided by the GiB moved; kernel TCP has no process."},
 		{ID: "cpu-machine", Title: "CPU time of the whole machine per GiB moved", Unit: "s/GiB", Baselines: []string{"kernel", "wireguard-go"},
 			Method: "Busy time of all CPUs (/proc/stat) during each bulk run, divided by the GiB moved: includes the load generator, the backend and the kernel."},
+		{ID: "tun-packets", Title: "TUN device packets per MB moved", Unit: "pkt/MB", Baselines: []string{"wireguard-go", "relay-plain"},
+			Method: "Packets the setup's processes read from and wrote to their TUN devices (kernel counters, both sides, both directions; a GSO super-packet counts once) during each bulk run of the four above, per 10^6 application bytes. Each is a system call and a trip through the kernel's stack."},
 		{ID: "connrate", Title: "New connections per second", Unit: "conn/s", HigherIsBetter: true, Baselines: []string{"kernel", "tls13-relay", "relay-plain"},
 			Method: fmt.Sprintf("%d concurrent loops of: connect, 1 byte each way, backend closes, client closes; for %v per run.", o.rateWorkers, o.rateDuration)},
 		{ID: "ttfb", Title: fmt.Sprintf("Time to first response byte, %v one-way delay", o.delay), Unit: "ms", Baselines: []string{"kernel", "tls13-relay"},
@@ -576,11 +578,13 @@ func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *cli
 			}
 			before, err1 := procsStat(s.Procs())
 			busy0, err2 := machineBusy()
+			tun0, err5 := readTUNs(s)
 			res, err := c.bulk(ctx, s.Target(), v.streams, v.up, b.o.bulkDuration)
 			after, err3 := procsStat(s.Procs())
 			busy1, err4 := machineBusy()
+			tun1, err6 := readTUNs(s)
 			if err == nil {
-				err = errors.Join(err1, err2, err3, err4)
+				err = errors.Join(err1, err2, err3, err4, err5, err6)
 			}
 			if err != nil || res.Bytes == 0 {
 				b.failure(fmt.Sprintf("%s %s run %d", spec.name, v.fig, r+1), fmt.Errorf("%d bytes: %v", res.Bytes, err))
@@ -593,6 +597,10 @@ func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *cli
 				b.add("cpu-daemon", spec.name, float64(cpuTicks(after)-cpuTicks(before))/clockTicks/gib)
 			}
 			b.add("cpu-machine", spec.name, float64(busy1-busy0)/clockTicks/gib)
+			if u, ok := s.(tunUser); ok {
+				b.add("tun-packets", spec.name, float64(tun1.packetsSince(tun0))/(float64(res.Bytes)/1e6))
+				b.logf("  %s run %d TUN:%s", v.fig, r+1, tun1.describeSince(tun0, u.TUNs()))
+			}
 			b.logf("  %s run %d: %.0f MB/s", v.fig, r+1, res.MBps())
 		}
 	}

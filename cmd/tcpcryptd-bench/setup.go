@@ -44,6 +44,19 @@ type Setup interface {
 	Close() error
 }
 
+// tunDevice names a TUN device a setup's processes move packets through.
+type tunDevice struct {
+	ns   *topo.NS
+	name string
+}
+
+// tunUser is a setup that moves packets through TUN devices (tcpcryptd,
+// wireguard-go): the bench counts the packets crossing them, since each is
+// a system call and a trip through the kernel's stack.
+type tunUser interface {
+	TUNs() []tunDevice
+}
+
 // Proc is one process of a setup, e.g. the laptop-side daemon.
 type Proc struct {
 	Role string // "laptop", "server"

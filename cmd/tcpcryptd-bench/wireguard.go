@@ -272,6 +272,15 @@ func (s *wgSetup) Procs() []Proc {
 	return ps
 }
 
+// TUNs implements tunUser.
+func (s *wgSetup) TUNs() []tunDevice {
+	var d []tunDevice
+	for _, side := range s.sides {
+		d = append(d, tunDevice{side.ns, side.ifname})
+	}
+	return d
+}
+
 // Close stops both wireguard-go processes and checks that their devices and
 // UAPI sockets are gone.
 func (s *wgSetup) Close() error {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/tcpcryptd/tcpcryptd/internal/topo"
 )
 
@@ -315,6 +317,59 @@ func readLink(ns *topo.NS, iface string) (linkCounters, error) {
 		return linkCounters{}, fmt.Errorf("%s %s: no statistics", ns, iface)
 	}
 	return linkCounters{Bytes: s.RxBytes + s.TxBytes, Packets: s.RxPackets + s.TxPackets}, nil
+}
+
+// tunStats are a setup's TUN devices' counters, one entry per device in
+// the order of tunUser.TUNs (nil for a setup without any). From the
+// kernel's side: tx is what the process read, rx what it wrote.
+type tunStats []netlink.LinkStatistics
+
+func readTUNs(s Setup) (tunStats, error) {
+	u, ok := s.(tunUser)
+	if !ok {
+		return nil, nil
+	}
+	var st tunStats
+	for _, d := range u.TUNs() {
+		l, err := d.ns.Netlink().LinkByName(d.name)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", d.ns, d.name, err)
+		}
+		if l.Attrs().Statistics == nil {
+			return nil, fmt.Errorf("%s %s: no statistics", d.ns, d.name)
+		}
+		st = append(st, *l.Attrs().Statistics)
+	}
+	return st, nil
+}
+
+// packetsSince is the packets through all devices since before.
+func (a tunStats) packetsSince(before tunStats) uint64 {
+	var n uint64
+	for i := range a {
+		n += a[i].RxPackets + a[i].TxPackets - before[i].RxPackets - before[i].TxPackets
+	}
+	return n
+}
+
+// describeSince tells, per device, how many packets the process read and
+// wrote since before and their average size: the diagnosis for a
+// tun-packets figure.
+func (a tunStats) describeSince(before tunStats, names []tunDevice) string {
+	var b strings.Builder
+	avg := func(bytes, pkts uint64) uint64 {
+		if pkts == 0 {
+			return 0
+		}
+		return bytes / pkts
+	}
+	for i := range a {
+		r := a[i].TxPackets - before[i].TxPackets
+		w := a[i].RxPackets - before[i].RxPackets
+		fmt.Fprintf(&b, " %s: read %d (avg %d B), wrote %d (avg %d B);", names[i].ns, r,
+			avg(a[i].TxBytes-before[i].TxBytes, r), w, avg(a[i].RxBytes-before[i].RxBytes, w))
+	}
+	return b.String()
 }
 
 // machineBusy returns the jiffies all CPUs spent not idle (from /proc/stat).

@@ -108,7 +108,7 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
-func newConn(stream net.Conn, cfg *Config, k *keys, r eno.Result) (*Conn, error) {
+func newConn(stream net.Conn, cfg *Config, p Policy, k *keys, r eno.Result) (*Conn, error) {
 	seal, err := frame.NewSealer(k.aead, k.mk0, k.send, k.sendOff)
 	if err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func newConn(stream net.Conn, cfg *Config, k *keys, r eno.Result) (*Conn, error)
 		stream:     stream,
 		cfg:        cfg,
 		aead:       k.aead,
-		maxData:    frame.MaxData(k.aead),
+		maxData:    p.maxData(frame.MaxData(k.aead), k.aead.Overhead),
 		rekeyAfter: cfg.rekeyAfter(),
 		sessionID:  k.sessionID,
 		resumed:    k.resumed,

@@ -56,7 +56,7 @@ func (s *Session) Handshake(ctx context.Context, stream net.Conn, r eno.Result) 
 		}
 		return nil, err
 	}
-	c, err := newConn(stream, s.cfg, k, r)
+	c, err := newConn(stream, s.cfg, s.policy, k, r)
 	k.mk0.Zero()
 	if err != nil {
 		abortStream(stream)

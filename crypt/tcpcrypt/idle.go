@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
 )
 
 // ReadWaiter is implemented by streams, and by sources given to ReadFrom,
@@ -90,11 +92,43 @@ func (c *Conn) releaseReadBufLocked() {
 	in.buf, in.r, in.w, in.plain = nil, 0, 0, nil
 }
 
+// coalesceLocked opens the frames that follow in.plain whole in the
+// buffer and moves their data down over the headers and tags in between,
+// so that in.plain holds them all, up to limit bytes: a relay writes many
+// small frames (a sender that seals whatever it has, several streams
+// sharing a link) as one write, one packet, instead of one per frame. It
+// stops at FINp, and on an error (sticky in in.err, the stream aborted)
+// leaves in.plain as it was, so the data already authenticated is still
+// delivered before the error.
+func (c *Conn) coalesceLocked(limit int) {
+	in := &c.in
+	buf := in.buf[:cap(in.buf)]
+	for !in.eof && in.err == nil && len(in.plain) > 0 {
+		n, ok := frame.FrameLen(buf[in.r:in.w])
+		if !ok || in.w-in.r < n || len(in.plain)+n-frame.DataOffset(false)-c.aead.Overhead > limit {
+			return
+		}
+		// in.plain aliases buf up to its end (frames are opened in
+		// place); find where it starts, and check rather than trust it.
+		start := cap(buf) - cap(in.plain)
+		if start < 0 || start >= in.r || &buf[start] != &in.plain[0] {
+			return
+		}
+		end := start + len(in.plain)
+		if err := c.openLocked(buf[in.r : in.r+n]); err != nil {
+			in.plain = buf[start:end]
+			return
+		}
+		in.plain = buf[start : end+copy(buf[end:], in.plain)]
+	}
+}
+
 // WriteTo implements io.WriterTo, for io.Copy out of a Conn (the relay's
 // tcpcrypt-to-plain direction): frames are opened in place and their data
 // written to w straight from the receive buffer, and while the stream has
 // nothing to read (if it is a ReadWaiter) the Conn holds no buffer at all.
-// It returns nil after the authenticated FINp, like io.Copy at EOF; errors
+// The data of frames already whole in the buffer go out in one write (see
+// coalesceLocked). It returns nil after the authenticated FINp, like io.Copy at EOF; errors
 // are Read's (ErrTruncated, ErrAuth, ErrAborted) or w's.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	rw, _ := c.stream.(ReadWaiter)
@@ -120,6 +154,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			if err := c.readFrameLocked(); err != nil {
 				return total, err
 			}
+			c.coalesceLocked(c.maxData)
 		}
 		// The receive lock is held across w.Write: plain aliases the
 		// buffer, and WriteTo is the only reader of a relayed Conn.

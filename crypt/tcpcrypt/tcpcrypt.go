@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
 	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
 )
@@ -98,6 +99,21 @@ type Policy struct {
 	NoCache bool
 	// AEADs, if not nil, replaces Config.AEADs for this connection.
 	AEADs []schedule.AEADID
+	// MaxFrame caps the length of the frames we send, header and tag
+	// included (0: the protocol's maximum, frame.HeaderLen+frame.MaxCLen;
+	// at least one byte of data always fits). A relay over a stack that
+	// segments with GSO sets it so a whole frame is one super-packet: a
+	// frame one byte longer than that costs a second packet for its tail.
+	MaxFrame int
+}
+
+// maxData is the data per frame that Policy.MaxFrame allows with AEAD
+// overhead.
+func (p Policy) maxData(protocolMax, overhead int) int {
+	if p.MaxFrame <= 0 {
+		return protocolMax
+	}
+	return max(1, min(protocolMax, p.MaxFrame-frame.DataOffset(false)-overhead))
 }
 
 // configShared is the part of a Config that sessions share.
