@@ -51,6 +51,7 @@ type Config struct {
 	Control  Control
 	Metrics  Metrics
 	Log      Log
+	Runtime  Runtime
 }
 
 // Device describes the TUN device and its addresses.
@@ -120,6 +121,16 @@ type Log struct {
 	Format string // text, json
 	KeyLog string // path of the opt-in key log; empty: off
 }
+
+// Runtime tunes the daemon's process.
+type Runtime struct {
+	// CPUs is how many CPUs run the daemon's Go code at once (GOMAXPROCS);
+	// 0: all of them, Go's default.
+	CPUs int
+}
+
+// maxCPUs bounds runtime.cpus (Go's own limit is far above any machine).
+const maxCPUs = 1024
 
 // KnownTEPs and KnownAEADs are the names the crypto section accepts.
 var (

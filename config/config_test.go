@@ -30,6 +30,9 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.Outbound.Policy != ModeOpportunistic {
 		t.Errorf("policy = %q", c.Outbound.Policy)
 	}
+	if c.Runtime.CPUs != 1 {
+		t.Errorf("runtime.cpus = %d, want 1", c.Runtime.CPUs)
+	}
 }
 
 func TestOverridesKeepOtherDefaults(t *testing.T) {
@@ -92,6 +95,7 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"syntax", "[device\nmtu=1", "", "test.toml:2: expected"},
 		{"unknown key", "[outbound]\ninclued = []", "outbound.inclued", "unknown key"},
 		{"mtu", "[device]\nmtu = 100", "device.mtu", "1280-65535"},
+		{"cpus", "[runtime]\ncpus = -1", "runtime.cpus", "0 for every CPU"},
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},

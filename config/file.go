@@ -66,6 +66,9 @@ type file struct {
 		Format string `toml:"format"`
 		KeyLog string `toml:"key_log"`
 	} `toml:"log"`
+	Runtime struct {
+		CPUs int `toml:"cpus"`
+	} `toml:"runtime"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -272,6 +275,11 @@ func (f *file) validate(name string) (*Config, error) {
 		v.fail("log.format", "%q is not a format; use text or json", f.Log.Format)
 	}
 	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, KeyLog: f.Log.KeyLog}
+
+	if f.Runtime.CPUs < 0 || f.Runtime.CPUs > maxCPUs {
+		v.fail("runtime.cpus", "%d is out of range; use 1-%d, or 0 for every CPU", f.Runtime.CPUs, maxCPUs)
+	}
+	c.Runtime.CPUs = f.Runtime.CPUs
 
 	if v.err != nil {
 		return nil, v.err

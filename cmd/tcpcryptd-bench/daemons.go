@@ -42,6 +42,15 @@ type daemonOptions struct {
 	policy     string // "off" (ENO off: plain relay) or "opportunistic"
 	aead       string // the one AEAD offered ("aes128gcm", "chacha20poly1305")
 	resumption bool
+	cpus       int // runtime.cpus; 0: the daemon's default (Env.DaemonCPUs)
+}
+
+// runtimeSection is the [runtime] section setting cpus, if cpus > 0.
+func runtimeSection(cpus int) string {
+	if cpus <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n[runtime]\ncpus = %d\n", cpus)
 }
 
 // daemonSetup is tcpcryptd in the laptop namespace (outbound capture of the
@@ -70,7 +79,7 @@ socket = %q
 
 [log]
 level = "info"
-`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket)
+%s`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket, runtimeSection(o.cpus))
 }
 
 func serverDaemonConfig(o daemonOptions, socket string, backend uint16) string {
@@ -92,12 +101,13 @@ socket = %q
 
 [log]
 level = "info"
-`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
+%s`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
 		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(),
-		o.policy, o.aead, o.resumption, socket)
+		o.policy, o.aead, o.resumption, socket, runtimeSection(o.cpus))
 }
 
 func startDaemons(env *Env, o daemonOptions) (_ Setup, err error) {
+	o.cpus = env.DaemonCPUs
 	s := &daemonSetup{o: o, env: env}
 	defer func() {
 		if err != nil {

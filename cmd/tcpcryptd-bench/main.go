@@ -46,6 +46,7 @@ type options struct {
 	rrExchanges  int
 	wireDuration time.Duration
 	profile      string          // directory for daemon CPU/heap profiles ("" = none)
+	daemonCPUs   int             // runtime.cpus of the daemons (0: their default)
 	only         map[string]bool // figure groups; empty: all
 	setups       map[string]bool // setup names; empty: all
 }
@@ -99,6 +100,7 @@ flags:
 	fs.DurationVar(&o.delay, "delay", 10*time.Millisecond, "one-way delay on the link for the time-to-first-byte figure")
 	fs.IntVar(&o.rrExchanges, "rr-exchanges", 1000, "100-byte request/response exchanges per wire-bytes run")
 	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
+	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
 	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
@@ -332,6 +334,11 @@ func run(ctx context.Context, o options) error {
 		{"request/response exchanges (wire)", fmt.Sprint(o.rrExchanges)}, {"wire bulk duration", o.wireDuration.String()},
 		{"link", "veth pairs laptop -- router -- server, MTU 1500"},
 	}
+	cpus := "the daemon's default (config/default.toml)"
+	if o.daemonCPUs > 0 {
+		cpus = fmt.Sprint(o.daemonCPUs)
+	}
+	b.rep.Params = append(b.rep.Params, [2]string{"tcpcryptd runtime.cpus", cpus})
 
 	runErr := b.phaseRouted(ctx)
 	if runErr == nil {
@@ -423,7 +430,7 @@ func (b *bench) withSetup(ctx context.Context, tp *topo.Topology, spec setupSpec
 		return err
 	}
 	defer os.RemoveAll(dir)
-	env := &Env{Topo: tp, Dir: dir, BackendPort: backendPort, Tcpcryptd: b.o.tcpcryptd,
+	env := &Env{Topo: tp, Dir: dir, BackendPort: backendPort, Tcpcryptd: b.o.tcpcryptd, DaemonCPUs: b.o.daemonCPUs,
 		WireGuardGo: b.o.wireguardGo, Self: b.selfExe, Logf: b.logf}
 	s, err := spec.start(env)
 	if err != nil {

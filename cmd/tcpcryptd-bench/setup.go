@@ -25,6 +25,9 @@ type Env struct {
 	Tcpcryptd   string // the daemon under test
 	WireGuardGo string // wireguard-go built from golang.zx2c4.com/wireguard
 	Self        string // this binary (for the hidden helper commands)
+	// DaemonCPUs is runtime.cpus for both tcpcryptd processes (0: the
+	// daemon's default).
+	DaemonCPUs int
 	Logf        func(format string, args ...any)
 }
 

@@ -69,6 +69,9 @@ Logs go to standard error, one line per connection outcome at info level.
 func runUp(ctx context.Context, cfg *config.Config, from string, logw io.Writer) error {
 	log := newLogger(logw, cfg.Log)
 	log.Info("tcpcryptd starting", "version", version, "config", from, "pid", os.Getpid())
+	// Before the stack exists: gVisor sizes its TCP processor pool from
+	// GOMAXPROCS when it is built.
+	setCPUs(cfg.Runtime.CPUs, os.Getenv("GOMAXPROCS") != "", log)
 	// Signals are caught from here on: one that arrives during start is
 	// acted on once start has finished, so setup is never cut in half.
 	// After the first one the default action returns (signal.Stop in
