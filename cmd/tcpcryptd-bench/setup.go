@@ -28,7 +28,7 @@ type Env struct {
 	// DaemonCPUs is runtime.cpus for both tcpcryptd processes (0: the
 	// daemon's default).
 	DaemonCPUs int
-	Logf        func(format string, args ...any)
+	Logf       func(format string, args ...any)
 }
 
 // Setup is one way of carrying the benchmark's TCP traffic from the laptop
