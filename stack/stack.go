@@ -212,6 +212,16 @@ func (o Options) withDefaults() Options {
 func (s *Stack) configureTCP(o Options) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	// No RACK loss detection, and with it no tail loss probes: gVisor
+	// schedules a probe 2·SRTT after each send with no floor (RFC 8985
+	// §7.2 has one, and Linux uses 10 ms), so on the sub-millisecond legs
+	// between the host's kernel and us it fired between every batch of
+	// ACKs, retransmitted spuriously and kept cutting the congestion window
+	// (gvisor.dev issue 9778; Tailscale turns RACK off for the same reason).
+	// Loss recovery is then SACK-based (RFC 6675) with the RTO behind it.
+	// Measured with tcpcryptd-bench -only bulk: 1.4-2x the throughput and
+	// 57 instead of 95 TUN packets per MB.
+	recovery := tcpip.TCPRecovery(0)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.ReceiveBufferMax), Max: o.ReceiveBufferMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.SendBufferMax), Max: o.SendBufferMax}
 	for _, opt := range []struct {
@@ -220,6 +230,7 @@ func (s *Stack) configureTCP(o Options) error {
 	}{
 		{"SACK", &sack},
 		{"receive buffer moderation", &moderate},
+		{"loss recovery", &recovery},
 		{"receive buffer range", &rcv},
 		{"send buffer range", &snd},
 	} {
