@@ -130,15 +130,6 @@ func (c *Conn) setResume(f func()) { c.stream.setResume(f) }
 // uses tcpcrypt.Conn's WriteTo for an encrypted one).
 func (c *Conn) WaitRead(idle func()) error { return c.stream.WaitRead(idle) }
 
-// TryRead implements tcpcrypt.TryReader for a plain connection; an
-// encrypted one reads nothing this way (the relay never tops up from one).
-func (c *Conn) TryRead(b []byte) (int, error) {
-	if c.tc != nil {
-		return 0, nil
-	}
-	return c.stream.TryRead(b)
-}
-
 // CloseRead shuts down the reading side of the TCP connection.
 func (c *Conn) CloseRead() error { return c.stream.CloseRead() }
 
@@ -290,22 +281,7 @@ func (t *tcpStream) Close() error {
 	return err
 }
 
-var (
-	_ tcpcrypt.ReadWaiter = (*tcpStream)(nil)
-	_ tcpcrypt.TryReader  = (*tcpStream)(nil)
-)
-
-// TryRead implements tcpcrypt.TryReader: one read of what the endpoint
-// holds, never waiting. End of stream and errors read as nothing; the next
-// Read reports them.
-func (t *tcpStream) TryRead(b []byte) (int, error) {
-	w := tcpip.SliceWriter(b)
-	res, err := t.ep.Read(&w, tcpip.ReadOptions{})
-	if err != nil {
-		return 0, nil
-	}
-	return res.Count, nil
-}
+var _ tcpcrypt.ReadWaiter = (*tcpStream)(nil)
 
 // waitReadEvents wake WaitRead: data or FIN, an error, a reset, or the
 // endpoint closed by us.

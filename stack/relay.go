@@ -20,10 +20,6 @@ import (
 // write leaves as one packet.
 const relayBufSize = 64 << 10
 
-// topUpMin is the read size from which a copy is topped up, as
-// tcpcrypt.Conn.ReadFrom does: smaller reads are interactive traffic.
-const topUpMin = 16 << 10
-
 var relayBufs = sync.Pool{New: func() any {
 	b := make([]byte, relayBufSize)
 	return &b
@@ -46,8 +42,6 @@ var (
 	_ relayLeg            = (*Conn)(nil)
 	_ tcpcrypt.ReadWaiter = (*netLeg)(nil)
 	_ tcpcrypt.ReadWaiter = (*Conn)(nil)
-	_ tcpcrypt.TryReader  = (*netLeg)(nil)
-	_ tcpcrypt.TryReader  = (*Conn)(nil)
 )
 
 // netLeg adapts a net.Conn (a backend's kernel socket) to relayLeg.
@@ -65,37 +59,6 @@ func (l *netLeg) Read(b []byte) (int, error) {
 	n, err := l.Conn.Read(b)
 	l.lastFull = n == len(b) && n > 0
 	return n, err
-}
-
-// TryRead implements tcpcrypt.TryReader for kernel sockets: one
-// non-blocking read(2), without parking in the poller. Would-block, end of
-// stream and errors read as nothing; the next Read reports them.
-func (l *netLeg) TryRead(b []byte) (int, error) {
-	sc, ok := l.Conn.(syscall.Conn)
-	if !ok || len(b) == 0 {
-		return 0, nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, nil
-	}
-	n := 0
-	if err := rc.Read(func(fd uintptr) bool {
-		for {
-			m, err := unix.Read(int(fd), b)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == nil && m > 0 {
-				n = m
-			}
-			return true // never wait
-		}
-	}); err != nil {
-		return 0, nil
-	}
-	l.lastFull = n == len(b)
-	return n, nil
 }
 
 // CloseWrite half-closes if the connection supports it (*net.TCPConn,
@@ -273,7 +236,6 @@ func isTCPCrypt(l relayLeg) bool {
 // takes only once src has data and gives back whenever src would block.
 func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 	rw, _ := src.(tcpcrypt.ReadWaiter)
-	tr, _ := src.(tcpcrypt.TryReader)
 	chunk := relayBufSize
 	if c, ok := dst.(*Conn); ok && c.stream.writeSize > 0 {
 		chunk = min(chunk, c.stream.writeSize)
@@ -298,15 +260,6 @@ func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 			relayBufsOut.Add(1)
 		}
 		nr, rerr := src.Read((*bp)[:chunk])
-		// Top a large read up with what arrived meanwhile (see
-		// tcpcrypt.TryReader): fewer, fuller packets downstream.
-		for tr != nil && rerr == nil && nr >= topUpMin && nr < chunk {
-			k, _ := tr.TryRead((*bp)[nr:chunk])
-			if k <= 0 {
-				break
-			}
-			nr += k
-		}
 		if nr > 0 {
 			nw, werr := dst.Write((*bp)[:nr])
 			n.Add(uint64(nw))
@@ -343,18 +296,6 @@ func (c countingReader) WaitRead(idle func()) error {
 		return rw.WaitRead(idle)
 	}
 	return nil
-}
-
-// TryRead implements tcpcrypt.TryReader when the reader does; otherwise
-// it reads nothing.
-func (c countingReader) TryRead(b []byte) (int, error) {
-	tr, ok := c.r.(tcpcrypt.TryReader)
-	if !ok {
-		return 0, nil
-	}
-	m, err := tr.TryRead(b)
-	c.n.Add(uint64(m))
-	return m, err
 }
 
 // countingWriter counts the bytes written through it into n.

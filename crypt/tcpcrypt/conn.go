@@ -477,7 +477,6 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// goes back to the pool: frames are sealed in place.
 	var buf []byte
 	rw, _ := r.(ReadWaiter)
-	tr, _ := r.(TryReader)
 	release := func() {
 		if buf != nil {
 			putBuf(buf)
@@ -496,13 +495,6 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			buf = getBuf(size + slack)
 		}
 		m, rerr := r.Read(buf[off : off+size])
-		for tr != nil && rerr == nil && m >= topUpMin && m < size {
-			k, err := tr.TryRead(buf[off+m : off+size])
-			if k <= 0 || err != nil {
-				break
-			}
-			m += k
-		}
 		if m > 0 {
 			done, err := c.sealFromLocked(buf, m)
 			total += int64(done)

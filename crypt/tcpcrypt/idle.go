@@ -23,23 +23,6 @@ type ReadWaiter interface {
 	WaitRead(idle func()) error
 }
 
-// TryReader is implemented by sources given to ReadFrom that can read
-// without blocking. After a large read that did not fill the frame,
-// ReadFrom tops it up with what else has arrived meanwhile (a bulk sender
-// is usually mid-write), so that frames, and the packets that carry them
-// on both sides, are fewer and larger. Interactive traffic, whose reads
-// are small, never pays for the extra call.
-type TryReader interface {
-	// TryRead reads what is there now into b and returns at once: 0, nil
-	// when nothing is (and on end of stream or an error, which the next
-	// Read reports).
-	TryRead(b []byte) (int, error)
-}
-
-// topUpMin is the read size from which ReadFrom tops a frame up
-// (TryReader): smaller reads come from interactive traffic.
-const topUpMin = 16 << 10
-
 // ErrSuspended may be returned by a ReadWaiter's WaitRead instead of
 // blocking (after calling idle): WriteTo and ReadFrom then return it at once,
 // with the bytes moved so far, and the connection stays usable. The
