@@ -507,7 +507,13 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 				b.setNote("rss-per-conn-laptop", spec.name, note)
 				b.setNote("rss-per-conn-server", spec.name, note)
 			}
-			err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return b.measureMemory(ctx, spec, s, c) })
+			// The backend holds a descriptor per connection until the
+			// previous run's closes have reached it; under the same
+			// descriptor limit, this run's connections need the room.
+			if err := waitDrained(ctx, be, backendDrained, backendDrainTimeout); err != nil {
+				b.logf("  %v; measuring anyway", err)
+			}
+			err := b.withSetup(ctx, tp, spec, func(s Setup, c *client) error { return b.measureMemory(ctx, spec, s, c, be) })
 			if err != nil {
 				b.failure(fmt.Sprintf("%s memory run %d", spec.name, r+1), err)
 				b.add("rss-per-conn-laptop", spec.name, math.NaN())
@@ -651,7 +657,7 @@ func (b *bench) idleConns(spec setupSpec) int {
 	return b.o.idleConns
 }
 
-func (b *bench) measureMemory(ctx context.Context, spec setupSpec, s Setup, c *client) error {
+func (b *bench) measureMemory(ctx context.Context, spec setupSpec, s Setup, c *client, be *sideProc) error {
 	// A few connections first, so lazily made state (pools, caches, the
 	// resumption chain) is in the baseline rather than counted per connection.
 	warm, err := c.openIdle(ctx, s.Target(), 64, 8)
@@ -671,9 +677,15 @@ func (b *bench) measureMemory(ctx context.Context, spec setupSpec, s Setup, c *c
 		return err
 	}
 	b.logf("  opened %d idle connections in %v", n, time.Since(t0).Round(time.Millisecond))
-	defer closeAll(conns)
 	time.Sleep(3 * time.Second)
 	after, err := procsStat(s.Procs())
+	// Close while the setup still runs, and let the closes reach the
+	// backend: torn down first, a setup would lose them in flight and the
+	// backend would keep the connections (and its descriptors) for good.
+	closeAll(conns)
+	if werr := waitDrained(ctx, be, backendDrained, backendDrainTimeout); werr != nil {
+		b.logf("  %v", werr)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -51,6 +52,37 @@ func startSideProc(cmd *topo.Cmd, name, role, logPath string) (*sideProc, error)
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// openFDs counts the process's open descriptors.
+func (p *sideProc) openFDs() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	return len(ents), err
+}
+
+// Between memory runs the backend must be back near its idle descriptor
+// count (it had one per connection of the previous run).
+const (
+	backendDrained      = 1000
+	backendDrainTimeout = 90 * time.Second
+)
+
+// waitDrained waits until p has fewer than most open descriptors.
+func waitDrained(ctx context.Context, p *sideProc, most int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := p.openFDs()
+		if err != nil {
+			return fmt.Errorf("%s descriptors: %w", p.name, err)
+		}
+		if n < most {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s still has %d descriptors open after %v", p.name, n, timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func (p *sideProc) exited() bool {
