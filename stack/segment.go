@@ -267,31 +267,54 @@ func stripPayload(pkt []byte, s *segment) []byte {
 // there is no MSS option or it is already too small to lower (the IPv4
 // minimum, 536, is kept as a floor).
 func clampMSS(b []byte, s *segment, by uint16) bool {
-	if len(b) < s.ipLen {
+	opts, i, ok := tcpOption(b, s, header.TCPOptionMSS, header.TCPOptionMSSLength)
+	if !ok {
 		return false
 	}
-	opts := b[s.ipHdrLen+header.TCPMinimumSize : s.ipHdrLen+s.tcpHdrLen]
+	mss := binary.BigEndian.Uint16(opts[i+2:])
+	if mss < 536+by {
+		return false
+	}
+	binary.BigEndian.PutUint16(opts[i+2:], mss-by)
+	fixLengths(b, s)
+	return true
+}
+
+// dropSACKPermitted overwrites the SACK-permitted option of the SYN in b
+// with NOPs (same length, checksums fixed) and reports whether it found one.
+func dropSACKPermitted(b []byte, s *segment) bool {
+	opts, i, ok := tcpOption(b, s, header.TCPOptionSACKPermitted, header.TCPOptionSackPermittedLength)
+	if !ok {
+		return false
+	}
+	opts[i], opts[i+1] = header.TCPOptionNOP, header.TCPOptionNOP
+	fixLengths(b, s)
+	return true
+}
+
+// tcpOption finds the option of this kind and length in the TCP header of
+// the packet b described by s: the header's options area and the option's
+// offset in it. A malformed options area has no options.
+func tcpOption(b []byte, s *segment, kind, length byte) (opts []byte, at int, ok bool) {
+	if len(b) < s.ipLen {
+		return nil, 0, false
+	}
+	opts = b[s.ipHdrLen+header.TCPMinimumSize : s.ipHdrLen+s.tcpHdrLen]
 	for i := 0; i < len(opts); {
 		switch k := opts[i]; {
 		case k == header.TCPOptionEOL:
-			return false
+			return nil, 0, false
 		case k == header.TCPOptionNOP:
 			i++
 			continue
 		case i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts):
-			return false
-		case k == header.TCPOptionMSS && opts[i+1] == header.TCPOptionMSSLength:
-			mss := binary.BigEndian.Uint16(opts[i+2:])
-			if mss < 536+by {
-				return false
-			}
-			binary.BigEndian.PutUint16(opts[i+2:], mss-by)
-			fixLengths(b, s)
-			return true
+			return nil, 0, false
+		case k == kind && opts[i+1] == length:
+			return opts, i, true
 		}
 		i += int(opts[i+1])
 	}
-	return false
+	return nil, 0, false
 }
 
 // fixLengths writes the IP length fields, the TCP data offset and both

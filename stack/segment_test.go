@@ -247,6 +247,31 @@ func TestStripPayload(t *testing.T) {
 	}
 }
 
+// dropSACKPermitted turns exactly the SACK-permitted option into NOPs and
+// keeps the packet valid; without one it changes nothing.
+func TestDropSACKPermitted(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		opts := synOpts // MSS, SACK-permitted at 4, timestamps, NOP, window scale
+		pkt := buildPacket(v6, header.TCPFlagSyn, opts, nil)
+		s, err := parseSegment(pkt, len(pkt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dropSACKPermitted(pkt, &s) {
+			t.Fatalf("v6=%v: SACK-permitted not found", v6)
+		}
+		want := append([]byte{}, opts...)
+		want[4], want[5] = 1, 1
+		if got := s.options(pkt); !bytes.Equal(got, want) || !checksumsValid(pkt, &s) {
+			t.Errorf("v6=%v: options % x (checksums valid %v), want % x", v6, got, checksumsValid(pkt, &s), want)
+		}
+		before := append([]byte{}, pkt...)
+		if dropSACKPermitted(pkt, &s) || !bytes.Equal(pkt, before) {
+			t.Errorf("v6=%v: second drop found an option or changed the packet", v6)
+		}
+	}
+}
+
 func TestChecksumsValidDetectsCorruption(t *testing.T) {
 	pkt := buildPacket(false, header.TCPFlagAck, ackOpts, []byte("payload"))
 	s, _ := parseSegment(pkt, len(pkt))

@@ -278,6 +278,8 @@ func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvst
 		s.deliverStripped(proto, pkt, &seg)
 	case inClampMSS:
 		s.deliverClamped(proto, pkt, &seg)
+	case inNoSACK:
+		s.deliverNoSACK(proto, pkt, &seg)
 	case inRefuse:
 		s.refuse(&seg)
 	default:
@@ -293,6 +295,7 @@ const (
 	inStrip                    // hand it over without its payload (RFC 8547 §4.7)
 	inRefuse                   // answer with a RST; the stack never sees it
 	inClampMSS                 // hand it over with its MSS option lowered (roomForENO)
+	inNoSACK                   // hand it over without SACK-permitted (an inner leg's SYN)
 )
 
 // roomForENO is what the non-SYN ENO option takes in a segment: 45 02,
@@ -329,7 +332,16 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 	}
 	synOnly := seg.syn() && !seg.ackf()
 	if synOnly && (f == nil || f.kind == flowPassive && !f.sameSYN(seg.seq)) {
-		if f = s.newPassive(id); f == nil {
+		var listened bool
+		if f, listened = s.newPassive(id); f == nil {
+			if !listened && keep == inDeliver {
+				// No listener: a connection the forwarder will take, an
+				// inner leg from the host's kernel. Without SACK,
+				// gVisor runs no RACK and no tail loss probes on it
+				// (see configureTCP): on a path of microseconds they
+				// misfire.
+				return inNoSACK
+			}
 			return keep // no ENO state for this connection
 		}
 	}
@@ -431,24 +443,25 @@ func (f *flow) sameSYN(seq uint32) bool {
 	return f.havePeerISN && f.peerISN == seq
 }
 
-// newPassive creates the flow for an incoming SYN through the factory.
-func (s *shim) newPassive(id gvstack.TransportEndpointID) *flow {
+// newPassive creates the flow for an incoming SYN through the factory;
+// listened reports whether a listener wanted it (false: the forwarder's).
+func (s *shim) newPassive(id gvstack.TransportEndpointID) (f *flow, listened bool) {
 	fp := s.factory.Load()
 	if fp == nil {
-		return nil
+		return nil, false
 	}
 	spec, ok := (*fp)(id)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	f, err := s.flows.insert(id, flowPassive, spec)
 	if err != nil {
 		if spec.sess != nil {
 			spec.sess.Abandon()
 		}
-		return nil
+		return nil, true
 	}
-	return f
+	return f, true
 }
 
 // deliverStripped hands the stack a copy of pkt without its TCP payload.
@@ -470,6 +483,20 @@ func (s *shim) deliverClamped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.Pa
 		return
 	}
 	s.counters.MSSClamped.Add(1)
+	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	np.RXChecksumValidated = pkt.RXChecksumValidated
+	s.Endpoint.DeliverNetworkPacket(proto, np)
+	np.DecRef()
+}
+
+// deliverNoSACK hands the SYN seg to the stack with its SACK-permitted
+// option overwritten by NOPs, so the connection runs without SACK.
+func (s *shim) deliverNoSACK(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer, seg *segment) {
+	b := pkt.Data().AsRange().ToSlice()
+	if !dropSACKPermitted(b, seg) {
+		s.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
+	}
 	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	np.RXChecksumValidated = pkt.RXChecksumValidated
 	s.Endpoint.DeliverNetworkPacket(proto, np)
