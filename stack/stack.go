@@ -222,8 +222,10 @@ func (s *Stack) configureTCP(o Options) error {
 	// of microseconds between the host's kernel and us it fired between
 	// batches of ACKs, retransmitted spuriously and kept cutting the
 	// congestion window (gvisor.dev issue 9778). Measured with
-	// tcpcryptd-bench -only bulk: 1.35-2.7x the throughput, 57 instead of
-	// 95 TUN packets per MB.
+	// tcpcryptd-bench -only bulk, whose legs are all sub-millisecond: RACK
+	// off everywhere gave 1.35-2.7x the throughput (57 instead of 95 TUN
+	// packets per MB); off on the inner legs only, part of that (README,
+	// Performance). Over real networks the probe timer is sane.
 	recovery := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.ReceiveBufferMax), Max: o.ReceiveBufferMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.SendBufferMax), Max: o.SendBufferMax}
