@@ -540,5 +540,8 @@ func TestForwarderPortReuseAfterClose(t *testing.T) {
 		}
 		c.Close()
 		waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "relay finished")
+		// The client stack (the kernel's stand-in) frees the port once
+		// its own close completes, which may come just after the relay's.
+		waitFor(t, func() bool { return tr.c.gv.Stats().TCP.CurrentConnected.Value() == 0 }, "client close done")
 	}
 }

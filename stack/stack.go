@@ -225,7 +225,9 @@ func (s *Stack) configureTCP(o Options) error {
 	// tcpcryptd-bench -only bulk, whose legs are all sub-millisecond: RACK
 	// off everywhere gave 1.35-2.7x the throughput (57 instead of 95 TUN
 	// packets per MB); off on the inner legs only, part of that (README,
-	// Performance). Over real networks the probe timer is sane.
+	// Performance). Over real networks the probe timer is sane. The price:
+	// an inner leg that does cross a lossy link (a LAN routed into the
+	// device) recovers from loss without SACK, by duplicate ACKs and RTO.
 	recovery := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.ReceiveBufferMax), Max: o.ReceiveBufferMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.SendBufferMax), Max: o.SendBufferMax}

@@ -45,14 +45,6 @@ type daemonOptions struct {
 	cpus       int // runtime.cpus; 0: the daemon's default (Env.DaemonCPUs)
 }
 
-// runtimeSection is the [runtime] section setting cpus, if cpus > 0.
-func runtimeSection(cpus int) string {
-	if cpus <= 0 {
-		return ""
-	}
-	return fmt.Sprintf("\n[runtime]\ncpus = %d\n", cpus)
-}
-
 // daemonSetup is tcpcryptd in the laptop namespace (outbound capture of the
 // service subnet) and in the server namespace (terminating the service in
 // front of the backend).
@@ -69,17 +61,7 @@ name = %q
 [outbound]
 include = [%q]
 policy = %q
-
-[crypto]
-aeads = [%q]
-resumption = %v
-
-[control]
-socket = %q
-
-[log]
-level = "info"
-%s`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy, o.aead, o.resumption, socket, runtimeSection(o.cpus))
+`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy) + commonSections(o, socket)
 }
 
 func serverDaemonConfig(o daemonOptions, socket string, backend uint16) string {
@@ -91,7 +73,14 @@ name = "bench"
 listen = %q
 backend = %q
 policy = %q
+`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(), o.policy) + commonSections(o, socket)
+}
 
+// commonSections are the configuration both daemons share: crypto, the
+// control socket, logging and, if o.cpus > 0, runtime.cpus.
+func commonSections(o daemonOptions, socket string) string {
+	s := fmt.Sprintf(`
 [crypto]
 aeads = [%q]
 resumption = %v
@@ -101,9 +90,11 @@ socket = %q
 
 [log]
 level = "info"
-%s`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
-		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(),
-		o.policy, o.aead, o.resumption, socket, runtimeSection(o.cpus))
+`, o.aead, o.resumption, socket)
+	if o.cpus > 0 {
+		s += fmt.Sprintf("\n[runtime]\ncpus = %d\n", o.cpus)
+	}
+	return s
 }
 
 func startDaemons(env *Env, o daemonOptions) (_ Setup, err error) {

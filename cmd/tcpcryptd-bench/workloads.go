@@ -308,15 +308,23 @@ func (a linkCounters) ipBytesSince(b linkCounters) uint64 {
 }
 
 func readLink(ns *topo.NS, iface string) (linkCounters, error) {
-	l, err := ns.Netlink().LinkByName(iface)
+	s, err := linkStats(ns, iface)
 	if err != nil {
-		return linkCounters{}, fmt.Errorf("%s %s: %w", ns, iface, err)
-	}
-	s := l.Attrs().Statistics
-	if s == nil {
-		return linkCounters{}, fmt.Errorf("%s %s: no statistics", ns, iface)
+		return linkCounters{}, err
 	}
 	return linkCounters{Bytes: s.RxBytes + s.TxBytes, Packets: s.RxPackets + s.TxPackets}, nil
+}
+
+// linkStats reads an interface's kernel counters.
+func linkStats(ns *topo.NS, iface string) (netlink.LinkStatistics, error) {
+	l, err := ns.Netlink().LinkByName(iface)
+	if err != nil {
+		return netlink.LinkStatistics{}, fmt.Errorf("%s %s: %w", ns, iface, err)
+	}
+	if l.Attrs().Statistics == nil {
+		return netlink.LinkStatistics{}, fmt.Errorf("%s %s: no statistics", ns, iface)
+	}
+	return *l.Attrs().Statistics, nil
 }
 
 // tunStats are a setup's TUN devices' counters, one entry per device in
@@ -331,14 +339,11 @@ func readTUNs(s Setup) (tunStats, error) {
 	}
 	var st tunStats
 	for _, d := range u.TUNs() {
-		l, err := d.ns.Netlink().LinkByName(d.name)
+		ls, err := linkStats(d.ns, d.name)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", d.ns, d.name, err)
+			return nil, err
 		}
-		if l.Attrs().Statistics == nil {
-			return nil, fmt.Errorf("%s %s: no statistics", d.ns, d.name)
-		}
-		st = append(st, *l.Attrs().Statistics)
+		st = append(st, ls)
 	}
 	return st, nil
 }

@@ -96,8 +96,10 @@ func (c *Conn) releaseReadBufLocked() {
 // buffer and moves their data down over the headers and tags in between,
 // so that in.plain holds them all, up to limit bytes: a relay writes many
 // small frames (a sender that seals whatever it has, several streams
-// sharing a link) as one write, one packet, instead of one per frame. It
-// stops at FINp, and on an error (sticky in in.err, the stream aborted)
+// sharing a link) as one write, one packet, instead of one per frame; the
+// price is one copy of the later frames' data, paid only when frames are
+// small (a full-size frame never has company within limit). It stops at
+// FINp, and on an error (sticky in in.err, the stream aborted)
 // leaves in.plain as it was, so the data already authenticated is still
 // delivered before the error.
 func (c *Conn) coalesceLocked(limit int) {
@@ -128,8 +130,9 @@ func (c *Conn) coalesceLocked(limit int) {
 // written to w straight from the receive buffer, and while the stream has
 // nothing to read (if it is a ReadWaiter) the Conn holds no buffer at all.
 // The data of frames already whole in the buffer go out in one write (see
-// coalesceLocked). It returns nil after the authenticated FINp, like io.Copy at EOF; errors
-// are Read's (ErrTruncated, ErrAuth, ErrAborted) or w's.
+// coalesceLocked). It returns nil after the authenticated FINp, like
+// io.Copy at EOF; errors are Read's (ErrTruncated, ErrAuth, ErrAborted) or
+// w's.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	rw, _ := c.stream.(ReadWaiter)
 	var total int64
