@@ -52,6 +52,7 @@ type Config struct {
 	Metrics  Metrics
 	Log      Log
 	Runtime  Runtime
+	TCP      TCP
 }
 
 // Device describes the TUN device and its addresses.
@@ -128,6 +129,18 @@ type Runtime struct {
 	// 0: all of them, Go's default.
 	CPUs int
 }
+
+// TCP tunes the userspace stack's TCP.
+type TCP struct {
+	// SACKMinRTT: connections to and from peers measured nearer than this
+	// run without SACK, so without gVisor's tail loss probes, which misfire
+	// on such paths. 0: SACK with every peer.
+	SACKMinRTT time.Duration
+}
+
+// maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
+// worth far more than the probes cost.
+const maxSACKMinRTT = 100 * time.Millisecond
 
 // maxCPUs bounds runtime.cpus (Go's own limit is far above any machine).
 const maxCPUs = 1024

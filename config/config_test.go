@@ -33,6 +33,9 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.Runtime.CPUs != 1 {
 		t.Errorf("runtime.cpus = %d, want 1", c.Runtime.CPUs)
 	}
+	if c.TCP.SACKMinRTT != time.Millisecond {
+		t.Errorf("tcp.sack_min_rtt = %v, want 1ms", c.TCP.SACKMinRTT)
+	}
 }
 
 func TestOverridesKeepOtherDefaults(t *testing.T) {
@@ -96,6 +99,8 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"unknown key", "[outbound]\ninclued = []", "outbound.inclued", "unknown key"},
 		{"mtu", "[device]\nmtu = 100", "device.mtu", "1280-65535"},
 		{"cpus", "[runtime]\ncpus = -1", "runtime.cpus", "0 for every CPU"},
+		{"sack rtt negative", "[tcp]\nsack_min_rtt = \"-1ms\"", "tcp.sack_min_rtt", "not a duration"},
+		{"sack rtt long", "[tcp]\nsack_min_rtt = \"1s\"", "tcp.sack_min_rtt", "at most 100ms"},
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},

@@ -69,6 +69,9 @@ type file struct {
 	Runtime struct {
 		CPUs int `toml:"cpus"`
 	} `toml:"runtime"`
+	TCP struct {
+		SACKMinRTT string `toml:"sack_min_rtt"`
+	} `toml:"tcp"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -280,6 +283,11 @@ func (f *file) validate(name string) (*Config, error) {
 		v.fail("runtime.cpus", "%d is out of range; use 1-%d, or 0 for every CPU", f.Runtime.CPUs, maxCPUs)
 	}
 	c.Runtime.CPUs = f.Runtime.CPUs
+
+	c.TCP.SACKMinRTT = v.duration("tcp.sack_min_rtt", f.TCP.SACKMinRTT)
+	if c.TCP.SACKMinRTT > maxSACKMinRTT {
+		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
+	}
 
 	if v.err != nil {
 		return nil, v.err

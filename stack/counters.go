@@ -45,6 +45,7 @@ type Counters struct {
 	HandshakeErrors  atomic.Uint64
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
 	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
+	NoSACK           atomic.Uint64 // connections with a near peer opened without SACK (Options.SACKMinRTT)
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -77,6 +78,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"bad-checksum":      c.BadChecksum.Load(),
 		"out-of-window":     c.OutOfWindow.Load(),
 		"syn-data-dropped":  c.SYNDataDropped.Load(),
+		"no-sack":           c.NoSACK.Load(),
 		"flows-created":     c.FlowsCreated.Load(),
 		"flows-removed":     c.FlowsRemoved.Load(),
 		"flows-expired":     c.FlowsExpired.Load(),

@@ -80,6 +80,9 @@ func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*
 	var sess *tcpcrypt.Session
 	if s.shim != nil {
 		spec, ss := s.activeSpec(mode, dst.Addr())
+		if spec.noSACK = s.rtts.near(dst.Addr()); spec.noSACK {
+			s.counters.NoSACK.Add(1)
+		}
 		var err error
 		if f, err = s.flows.insert(id, flowActive, spec); err != nil {
 			if ss != nil {
@@ -104,6 +107,9 @@ func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*
 
 	if err := connect(ctx, ep, &wq, tcpip.FullAddress{NIC: s.nicID, Addr: id.RemoteAddress, Port: id.RemotePort}); err != nil {
 		return fail(opErr("dial", err))
+	}
+	if f != nil {
+		s.observeHandshake(dst.Addr(), f)
 	}
 	c := &Conn{
 		stream: newTCPStream(ep, &wq, s.writes.forAddr(id.RemoteAddress)),

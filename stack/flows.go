@@ -44,6 +44,9 @@ type flowSpec struct {
 	neg  Negotiator
 	sess session // nil when no TEP session is attached (tests, ModeOff)
 	mode eno.Mode
+	// noSACK: the connection's SYN goes to gVisor, or to the wire, without
+	// SACK-permitted (a near peer, Options.SACKMinRTT).
+	noSACK bool
 }
 
 // flow is the ENO state of one TCP connection, keyed by its 4-tuple as the
@@ -77,6 +80,33 @@ type flow struct {
 	gotSYNACK  bool
 	sentNonSYN bool
 	pending    []pendingSeg
+
+	// When our SYN or SYN-ACK left, for the handshake's round-trip time
+	// (peerRTTs); retransmitted: it left more than once, so the time says
+	// nothing (Karn's rule).
+	synSent   time.Time
+	synResent bool
+}
+
+// sentSYN notes that our SYN or SYN-ACK left at now (f.mu held).
+func (f *flow) sentSYN(now time.Time) {
+	if f.synSent.IsZero() {
+		f.synSent = now
+	} else {
+		f.synResent = true
+	}
+}
+
+// handshakeRTT is the time from our only SYN or SYN-ACK to now, when the
+// handshake completed: the round trip plus the peer's turnaround and our
+// own wake-up, an upper bound that is exact enough to tell near peers.
+func (f *flow) handshakeRTT(now time.Time) (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.synSent.IsZero() || f.synResent {
+		return 0, false
+	}
+	return now.Sub(f.synSent), true
 }
 
 // isQuiet reports whether the shim has nothing more to do for f.

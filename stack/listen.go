@@ -145,7 +145,12 @@ func (s *Stack) passiveFlow(id gvstack.TransportEndpointID) (flowSpec, bool) {
 	if l == nil {
 		return flowSpec{}, false
 	}
-	return s.passiveSpec(l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort), netipFrom(id.RemoteAddress)), true
+	peer := netipFrom(id.RemoteAddress)
+	spec := s.passiveSpec(l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort), peer)
+	if spec.noSACK = s.rtts.near(peer); spec.noSACK {
+		s.counters.NoSACK.Add(1)
+	}
+	return spec, true
 }
 
 // passiveSpec builds the negotiator (and tcpcrypt session) of a connection
@@ -274,6 +279,7 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 		return
 	}
 	c.neg.Mode = f.spec.mode
+	s.observeHandshake(netipFrom(id.RemoteAddress), f)
 	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)

@@ -95,9 +95,10 @@ func (s *shim) stopSweeper() {
 // negotiator wants an ENO option are rebuilt with the option appended; the
 // rest go down unchanged.
 func (s *shim) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
-	if s.flows.busy.Load() == 0 && !anySYNOnly(pkts) {
-		// Fast path: no flow wants an option. (SYNs take the slow path so
-		// that those of connections opened around Dial are counted.)
+	if s.flows.busy.Load() == 0 && !anySYN(pkts) {
+		// Fast path: no flow wants an option. (SYNs and SYN-ACKs take the
+		// slow path: those of connections opened around Dial are counted,
+		// and every handshake is timed, flow.sentSYN.)
 		return s.Endpoint.WritePackets(pkts)
 	}
 	var out gvstack.PacketBufferList
@@ -151,9 +152,18 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 		// the negotiator (eno.Negotiator documents the same contract).
 		return nil
 	}
+	// A near peer's connection goes without SACK (Options.SACKMinRTT):
+	// our SYN does not offer it. spec is fixed when the flow is listed.
+	noSACK := seg.syn() && !seg.ackf() && f.spec.noSACK
 	f.mu.Lock()
+	if seg.syn() {
+		f.sentSYN(s.flows.now())
+	}
 	if f.quiet {
 		f.mu.Unlock()
+		if noSACK {
+			return s.withoutSACK(pkt, &seg)
+		}
 		return nil
 	}
 	if seg.syn() {
@@ -172,15 +182,18 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	s.flows.update(f)
 	f.mu.Unlock()
 	if opt == nil {
+		if noSACK {
+			return s.withoutSACK(pkt, &seg)
+		}
 		return nil
 	}
 	// Slow path: flatten, append, rebuild.
-	flat := make([]byte, 0, pkt.Size())
-	for _, v := range pkt.AsSlices() {
-		flat = append(flat, v...)
-	}
+	flat := flatten(pkt)
 	link := len(pkt.LinkHeader().Slice())
 	ipPkt := flat[link:]
+	if noSACK {
+		dropSACKPermitted(ipPkt, &seg)
+	}
 	// The rewritten packet is never a GSO super-packet, so it must fit the
 	// MTU whatever the original was.
 	//
@@ -205,14 +218,35 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	return rebuildOutgoing(pkt, flat[:link], grown, &seg)
 }
 
-// anySYNOnly reports whether pkts hold an outgoing TCP SYN without ACK.
-func anySYNOnly(pkts gvstack.PacketBufferList) bool {
+// withoutSACK returns a copy of the outgoing SYN pkt (described by seg)
+// whose SACK-permitted option is overwritten by NOPs, or nil to send pkt as
+// it is (it offers no SACK).
+func (s *shim) withoutSACK(pkt *gvstack.PacketBuffer, seg *segment) *gvstack.PacketBuffer {
+	flat := flatten(pkt)
+	link := len(pkt.LinkHeader().Slice())
+	if !dropSACKPermitted(flat[link:], seg) {
+		return nil
+	}
+	return rebuildOutgoing(pkt, flat[:link], flat[link:], seg)
+}
+
+// flatten copies pkt's bytes, link header included, into one slice.
+func flatten(pkt *gvstack.PacketBuffer) []byte {
+	flat := make([]byte, 0, pkt.Size())
+	for _, v := range pkt.AsSlices() {
+		flat = append(flat, v...)
+	}
+	return flat
+}
+
+// anySYN reports whether pkts hold an outgoing TCP SYN or SYN-ACK.
+func anySYN(pkts gvstack.PacketBufferList) bool {
 	for _, pkt := range pkts.AsSlice() {
 		if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
 			continue
 		}
 		th := pkt.TransportHeader().Slice()
-		if len(th) >= header.TCPMinimumSize && header.TCP(th).Flags()&(header.TCPFlagSyn|header.TCPFlagAck) == header.TCPFlagSyn {
+		if len(th) >= header.TCPMinimumSize && header.TCP(th).Flags()&header.TCPFlagSyn != 0 {
 			return true
 		}
 	}
@@ -295,7 +329,7 @@ const (
 	inStrip                    // hand it over without its payload (RFC 8547 §4.7)
 	inRefuse                   // answer with a RST; the stack never sees it
 	inClampMSS                 // hand it over with its MSS option lowered (roomForENO)
-	inNoSACK                   // hand it over without SACK-permitted (an inner leg's SYN)
+	inNoSACK                   // hand it over without SACK-permitted (an inner leg's or a near peer's SYN)
 )
 
 // roomForENO is what the non-SYN ENO option takes in a segment: 45 02,
@@ -357,7 +391,7 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.quiet {
-		return keep
+		return withoutSACKIf(keep, synOnly && f.kind == flowPassive && f.spec.noSACK)
 	}
 	if f.spec.neg.State() == eno.StateNegotiating && seg.ackf() && (!f.haveLocalISN || seg.ack != f.localISN+1) {
 		// Decision: while negotiating, an ACK segment that does not
@@ -414,7 +448,17 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 		refused = true
 		return inRefuse
 	}
-	return keep
+	return withoutSACKIf(keep, synOnly && f.kind == flowPassive && f.spec.noSACK)
+}
+
+// withoutSACKIf turns delivering an incoming SYN unchanged into delivering
+// it without SACK-permitted when cond holds (a near peer,
+// Options.SACKMinRTT): our SYN-ACK then offers no SACK either.
+func withoutSACKIf(a inAction, cond bool) inAction {
+	if cond && a == inDeliver {
+		return inNoSACK
+	}
+	return a
 }
 
 // synDataMustGo applies RFC 8547 §4.7 to a SYN's options: its data is

@@ -95,6 +95,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of the flow table (nil: time.Now).
 	Now func() time.Time
+	// SACKMinRTT: connections to and from a peer whose measured round-trip
+	// time is below this run without SACK, hence without gVisor's tail
+	// loss probes, which misfire on such paths (peerrtt.go). 0: SACK with
+	// every peer.
+	SACKMinRTT time.Duration
 }
 
 // Stack is a gVisor netstack with the ENO shim on its NIC.
@@ -104,6 +109,7 @@ type Stack struct {
 	shim     *shim      // nil when Options.NoENO
 	flows    *flowTable // nil when Options.NoENO
 	writes   writeSizes // largest one-packet writes, from the link
+	rtts     *peerRTTs  // round-trip times per peer, for SACKMinRTT
 	counters Counters
 	log      *slog.Logger
 	opts     Options
@@ -138,6 +144,7 @@ func New(o Options) (*Stack, error) {
 		services:  make(map[*Service]struct{}),
 		table:     newTable(),
 		writes:    newWriteSizes(o.Link),
+		rtts:      newPeerRTTs(o.SACKMinRTT, o.Now),
 	}
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -217,7 +224,8 @@ func (s *Stack) configureTCP(o Options) error {
 	// real networks, recover from loss half again as fast with it
 	// (TestImpairedBulkTransfer: 9 s against 14 s). The forwarder's inner
 	// legs run without SACK, hence without RACK (the shim drops their SYN's
-	// SACK-permitted, inNoSACK): gVisor schedules a probe 2·SRTT after each
+	// SACK-permitted, inNoSACK), and so do outer legs to peers measured
+	// nearer than Options.SACKMinRTT (peerrtt.go): gVisor schedules a probe 2·SRTT after each
 	// send with no floor (RFC 8985 has one; Linux uses 10 ms), and on a leg
 	// of microseconds between the host's kernel and us it fired between
 	// batches of ACKs, retransmitted spuriously and kept cutting the

@@ -539,6 +539,20 @@ func (b *bench) profileCPU(ctx context.Context, s Setup, name string, d time.Dur
 	time.Sleep(50 * time.Millisecond) // let the profiles start
 }
 
+// traceRun saves an execution trace (go tool trace) of each of s's
+// processes for the next d: where a latency figure's time goes between
+// goroutines, system calls and the scheduler.
+func (b *bench) traceRun(ctx context.Context, s Setup, name string, d time.Duration) {
+	p, ok := s.(profiler)
+	if b.o.profile == "" || !ok {
+		return
+	}
+	for _, proc := range s.Procs() {
+		go b.saveProfile(ctx, p, proc.Role, fmt.Sprintf("trace?seconds=%g", d.Seconds()), fmt.Sprintf("%s-%s.trace", name, proc.Role))
+	}
+	time.Sleep(50 * time.Millisecond)
+}
+
 // profileHeap saves heap profiles of s's processes now.
 func (b *bench) profileHeap(ctx context.Context, s Setup, name string) {
 	p, ok := s.(profiler)
@@ -628,8 +642,16 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 		if r == 0 {
 			b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
 		}
+		tun0, terr := readTUNs(s)
 		rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
 		failed += nfail
+		if tun1, terr2 := readTUNs(s); err == nil && terr == nil && terr2 == nil && tun1 != nil {
+			// The diagnosis for the rate: packets each daemon moves through
+			// its TUN device per connection (both legs).
+			n := rate * b.o.rateDuration.Seconds()
+			b.logf("  connrate run %d TUN: %.1f packets per connection;%s", r+1,
+				float64(tun1.packetsSince(tun0))/n, tun1.describeSince(tun0, s.(tunUser).TUNs()))
+		}
 		if err != nil {
 			b.failure(fmt.Sprintf("%s connrate run %d", spec.name, r+1), err)
 			b.add("connrate", spec.connrate, math.NaN())
@@ -779,6 +801,9 @@ func (b *bench) measureTTFB(ctx context.Context, spec setupSpec, s Setup, c *cli
 	// way a user's earlier connection would have.
 	c.ttfb(ctx, s.Target())
 	for r := range b.o.runs {
+		if r == 0 {
+			b.traceRun(ctx, s, spec.name+"-ttfb", time.Second)
+		}
 		var ds []float64
 		for range b.o.ttfbSamples {
 			if ctx.Err() != nil {

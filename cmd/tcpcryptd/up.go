@@ -251,6 +251,7 @@ func (d *daemon) start() error {
 		TCPCrypt:    tc,
 		Logger:      log,
 		OnConnDone:  d.obs.done,
+		SACKMinRTT:  cfg.TCP.SACKMinRTT,
 	})
 	if err != nil {
 		return err
