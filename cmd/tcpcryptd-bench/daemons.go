@@ -24,7 +24,7 @@ func startKernel(env *Env) (Setup, error) { return &kernelSetup{env: env}, nil }
 
 func (k *kernelSetup) Name() string { return "kernel" }
 func (k *kernelSetup) Target() netip.AddrPort {
-	return netip.AddrPortFrom(topo.ServerIPv4, k.env.BackendPort)
+	return netip.AddrPortFrom(k.env.pick(topo.ServerIPv4, topo.ServerIPv6), k.env.BackendPort)
 }
 func (k *kernelSetup) Procs() []Proc { return nil }
 func (k *kernelSetup) Close() error  { return nil }
@@ -33,6 +33,7 @@ func (k *kernelSetup) Close() error  { return nil }
 // routes the service subnet to the server) and its port.
 var (
 	benchService     = netip.MustParseAddr("10.77.3.1")
+	benchService6    = netip.MustParseAddr("fd77:3::1")
 	benchServicePort = uint16(5001)
 )
 
@@ -59,9 +60,9 @@ func laptopDaemonConfig(o daemonOptions, socket string) string {
 name = %q
 
 [outbound]
-include = [%q]
+include = [%q, %q]
 policy = %q
-`, daemonTUN, topo.ServiceNetIPv4.String(), o.policy) + commonSections(o, socket)
+`, daemonTUN, topo.ServiceNetIPv4.String(), topo.ServiceNetIPv6.String(), o.policy) + commonSections(o, socket)
 }
 
 func serverDaemonConfig(o daemonOptions, socket string, backend uint16) string {
@@ -70,10 +71,16 @@ name = %q
 
 [[service]]
 name = "bench"
-listen = %q
-backend = %q
-policy = %q
-`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(),
+listen = %[2]q
+backend = %[4]q
+policy = %[5]q
+
+[[service]]
+name = "bench6"
+listen = %[3]q
+backend = %[4]q
+policy = %[5]q
+`, daemonTUN, netip.AddrPortFrom(benchService, benchServicePort).String(), netip.AddrPortFrom(benchService6, benchServicePort).String(),
 		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backend).String(), o.policy) + commonSections(o, socket)
 }
 
@@ -168,7 +175,7 @@ func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) str
 func (s *daemonSetup) Name() string { return s.o.name }
 
 func (s *daemonSetup) Target() netip.AddrPort {
-	return netip.AddrPortFrom(benchService, benchServicePort)
+	return netip.AddrPortFrom(s.env.pick(benchService, benchService6), benchServicePort)
 }
 
 func (s *daemonSetup) Procs() []Proc {

@@ -162,3 +162,19 @@ func checkProcsGone(t *testing.T, procs []Proc) {
 		}
 	}
 }
+
+// Every setup's target, and the addresses between the sides, follow
+// Env.IPv6.
+func TestTargetsFollowFamily(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		env := &Env{IPv6: v6, BackendPort: 15001}
+		for _, s := range []Setup{&kernelSetup{env: env}, &daemonSetup{env: env}} {
+			if got := s.Target().Addr().Is6(); got != v6 {
+				t.Errorf("IPv6=%v: %s target %v", v6, s.Name(), s.Target())
+			}
+		}
+		if a := wgAddr(env, wgLaptopAddr, wgLaptopAddr6); a.Addr().Is6() != v6 {
+			t.Errorf("IPv6=%v: wireguard tunnel address %v", v6, a)
+		}
+	}
+}

@@ -47,6 +47,7 @@ type options struct {
 	wireDuration time.Duration
 	profile      string          // directory for daemon CPU/heap profiles ("" = none)
 	daemonCPUs   int             // runtime.cpus of the daemons (0: their default)
+	ipv6         bool            // every setup carries the traffic over IPv6
 	only         map[string]bool // figure groups; empty: all
 	setups       map[string]bool // setup names; empty: all
 }
@@ -101,6 +102,7 @@ flags:
 	fs.IntVar(&o.rrExchanges, "rr-exchanges", 1000, "100-byte request/response exchanges per wire-bytes run")
 	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
 	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
+	fs.BoolVar(&o.ipv6, "ipv6", false, "carry every setup's traffic over IPv6 (the topology's fd77:: addresses) instead of IPv4")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
 	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
@@ -178,7 +180,7 @@ var specs = []setupSpec{
 	{name: "kernel", start: startKernel, describe: "client dials the backend's address directly; router forwards in the kernel",
 		bulk: true, connrate: "kernel", wire: true, ttfb: "kernel"},
 	{name: "relay-plain", start: daemonStart(daemonOptions{name: "relay-plain", policy: "off", aead: "aes128gcm", resumption: true}),
-		describe: "tcpcryptd up on laptop (outbound include 10.77.3.0/24, policy off) and server (service 10.77.3.1:5001 -> 127.0.0.1:15001, policy off)",
+		describe: "tcpcryptd up on laptop (outbound include 10.77.3.0/24 and fd77:3::/64, policy off) and server (services 10.77.3.1:5001 and [fd77:3::1]:5001 -> 127.0.0.1:15001, policy off)",
 		bulk:     true, connrate: "relay-plain", memory: true, wire: true, ttfb: "relay-plain"},
 	{name: "tcpcrypt-aes128gcm", start: daemonStart(daemonOptions{name: "tcpcrypt-aes128gcm", policy: "opportunistic", aead: "aes128gcm", resumption: true}),
 		describe: "as relay-plain with policy opportunistic, aeads = [aes128gcm], resumption on",
@@ -190,11 +192,11 @@ var specs = []setupSpec{
 		describe: "as tcpcrypt-aes128gcm with aeads = [chacha20poly1305]",
 		bulk:     true, wire: true},
 	{name: "wireguard-go", start: startWireGuard,
-		describe: "wireguard-go -f in laptop and server, configured over UAPI; client dials the backend through the tunnel (10.99.0.2)",
+		describe: "wireguard-go -f in laptop and server, configured over UAPI; client dials the backend through the tunnel (10.99.0.2; with -ipv6 fd99::2, UDP over IPv6)",
 		bulk:     true, connrate: "wireguard-go", memory: true, wire: true, ttfb: "wireguard-go"},
 	{name: "tls13-relay", start: func(env *Env) (Setup, error) { return startTLSRelay(env, false) },
 		fdsPerConn: 2,
-		describe:   "tcpcryptd-bench tlsrelay client (laptop 127.0.0.1:6001) -> TLS 1.3 (X25519, ECDSA P-256 certificate, AES-128-GCM) -> server (10.77.2.2:6443) -> 127.0.0.1:15001; full handshake per connection",
+		describe:   "tcpcryptd-bench tlsrelay client (laptop 127.0.0.1:6001) -> TLS 1.3 (X25519, ECDSA P-256 certificate, AES-128-GCM) -> server (10.77.2.2:6443; with -ipv6 [fd77:2::2]:6443) -> 127.0.0.1:15001; full handshake per connection",
 		bulk:       true, connrate: "tls13-relay", memory: true, wire: true, ttfb: "tls13-relay"},
 	{name: "tls13-relay-resumed", start: func(env *Env) (Setup, error) { return startTLSRelay(env, true) },
 		describe: "as tls13-relay with a client session cache (TLS 1.3 PSK resumption)",
@@ -333,6 +335,7 @@ func run(ctx context.Context, o options) error {
 		{"one-way delay (ttfb)", o.delay.String()}, {"ttfb samples per run", fmt.Sprint(o.ttfbSamples)},
 		{"request/response exchanges (wire)", fmt.Sprint(o.rrExchanges)}, {"wire bulk duration", o.wireDuration.String()},
 		{"link", "veth pairs laptop -- router -- server, MTU 1500"},
+		{"address family", map[bool]string{false: "IPv4", true: "IPv6"}[o.ipv6]},
 	}
 	cpus := "the daemon's default (config/default.toml)"
 	if o.daemonCPUs > 0 {
@@ -431,7 +434,7 @@ func (b *bench) withSetup(ctx context.Context, tp *topo.Topology, spec setupSpec
 	}
 	defer os.RemoveAll(dir)
 	env := &Env{Topo: tp, Dir: dir, BackendPort: backendPort, Tcpcryptd: b.o.tcpcryptd, DaemonCPUs: b.o.daemonCPUs,
-		WireGuardGo: b.o.wireguardGo, Self: b.selfExe, Logf: b.logf}
+		IPv6: b.o.ipv6, WireGuardGo: b.o.wireguardGo, Self: b.selfExe, Logf: b.logf}
 	s, err := spec.start(env)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", spec.name, err)

@@ -28,7 +28,18 @@ type Env struct {
 	// DaemonCPUs is runtime.cpus for both tcpcryptd processes (0: the
 	// daemon's default).
 	DaemonCPUs int
-	Logf       func(format string, args ...any)
+	// IPv6: the setups carry the traffic over IPv6 (every address the
+	// client dials, and the routed path between the sides).
+	IPv6 bool
+	Logf func(format string, args ...any)
+}
+
+// pick returns v4 or v6 by the address family of the run.
+func (e *Env) pick(v4, v6 netip.Addr) netip.Addr {
+	if e.IPv6 {
+		return v6
+	}
+	return v4
 }
 
 // Setup is one way of carrying the benchmark's TCP traffic from the laptop

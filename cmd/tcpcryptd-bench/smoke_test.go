@@ -131,3 +131,53 @@ func TestBenchUsage(t *testing.T) {
 		t.Errorf("-h: %v\n%s", err, b)
 	}
 }
+
+// With -ipv6 the same setups carry the traffic over IPv6 and the report
+// says so.
+func TestBenchSmokeIPv6(t *testing.T) {
+	benchRequireRoot(t)
+	dir := t.TempDir()
+	bench := buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
+	daemon := buildTool(t, dir, "tcpcryptd", "./cmd/tcpcryptd")
+	wg := filepath.Join(dir, "wireguard-go-unused")
+	if err := os.WriteFile(wg, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "results")
+	cmd := exec.Command(bench, "-ipv6", "-tcpcryptd", daemon, "-wireguard-go", wg, "-out", out,
+		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm", "-only", "bulk,connrate",
+		"-runs", "1", "-bulk-duration", "300ms", "-rate-duration", "300ms")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tcpcryptd-bench -ipv6: %v\n%s", err, b)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	family := ""
+	for _, p := range rep.Params {
+		if p.Name == "address family" {
+			family = p.Value
+		}
+	}
+	if family != "IPv6" {
+		t.Errorf("address family in the report = %q, want IPv6", family)
+	}
+	for _, f := range rep.Figures {
+		if f.ID != "bulk-1-up" && f.ID != "connrate" {
+			continue
+		}
+		if len(f.Rows) != 3 {
+			t.Errorf("%s: %d rows, want 3", f.ID, len(f.Rows))
+		}
+		for _, r := range f.Rows {
+			if r.N < 1 || r.Failed > 0 || r.Median == nil || !(*r.Median > 0) {
+				t.Errorf("%s/%s: no valid sample (%s)", f.ID, r.Setup, r.Note)
+			}
+		}
+	}
+}

@@ -69,11 +69,12 @@ func startTLSRelay(env *Env, resume bool) (_ Setup, err error) {
 			s.Close()
 		}
 	}()
-	ca, cert, key, err := writeTLSRelayCerts(env.Dir, topo.ServerIPv4)
+	serverIP := env.pick(topo.ServerIPv4, topo.ServerIPv6)
+	ca, cert, key, err := writeTLSRelayCerts(env.Dir, serverIP)
 	if err != nil {
 		return nil, fmt.Errorf("%s: certificates: %w", s.name, err)
 	}
-	serverAddr := netip.AddrPortFrom(topo.ServerIPv4, tlsRelayServerPort)
+	serverAddr := netip.AddrPortFrom(serverIP, tlsRelayServerPort)
 	backend := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), env.BackendPort)
 	resumeFlag := "-resume=" + strconv.FormatBool(resume)
 	for _, x := range []struct {

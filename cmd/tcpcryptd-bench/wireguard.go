@@ -23,8 +23,9 @@ import (
 
 // WireGuard setup: wireguard-go in the laptop and in the server namespace, a
 // tunnel 10.99.0.1 -- 10.99.0.2 whose UDP packets take the topology's routed
-// path (10.77.1.2:51820 -- 10.77.2.2:51820). The client dials the backend at
-// its tunnel address.
+// path (10.77.1.2:51820 -- 10.77.2.2:51820); with Env.IPv6, fd99::1 --
+// fd99::2 over fd77:1::2 -- fd77:2::2. The client dials the backend at its
+// tunnel address.
 
 const (
 	wgListenPort = 51820
@@ -38,11 +39,21 @@ const (
 )
 
 var (
-	wgLaptopAddr = netip.MustParsePrefix("10.99.0.1/24")
-	wgServerAddr = netip.MustParsePrefix("10.99.0.2/24")
+	wgLaptopAddr  = netip.MustParsePrefix("10.99.0.1/24")
+	wgServerAddr  = netip.MustParsePrefix("10.99.0.2/24")
+	wgLaptopAddr6 = netip.MustParsePrefix("fd99::1/64")
+	wgServerAddr6 = netip.MustParsePrefix("fd99::2/64")
 	// wgSeq makes interface names unique among the setups of one process.
 	wgSeq atomic.Uint32
 )
+
+// wgAddr is the tunnel address of one side for the run's address family.
+func wgAddr(env *Env, v4, v6 netip.Prefix) netip.Prefix {
+	if env.IPv6 {
+		return v6
+	}
+	return v4
+}
 
 type wgSetup struct {
 	env   *Env
@@ -88,8 +99,8 @@ func startWireGuard(env *Env) (_ Setup, err error) {
 		addr     netip.Prefix
 		endpoint netip.AddrPort
 	}{
-		{"laptop", env.Topo.Laptop, wgLaptopAddr, netip.AddrPortFrom(topo.LaptopIPv4, wgListenPort)},
-		{"server", env.Topo.Server, wgServerAddr, netip.AddrPortFrom(topo.ServerIPv4, wgListenPort)},
+		{"laptop", env.Topo.Laptop, wgAddr(env, wgLaptopAddr, wgLaptopAddr6), netip.AddrPortFrom(env.pick(topo.LaptopIPv4, topo.LaptopIPv6), wgListenPort)},
+		{"server", env.Topo.Server, wgAddr(env, wgServerAddr, wgServerAddr6), netip.AddrPortFrom(env.pick(topo.ServerIPv4, topo.ServerIPv6), wgListenPort)},
 	} {
 		// "wg<pid>-<seq><l|s>": at most 2+7+1+3+1 = 14 characters (IFNAMSIZ-1
 		// is 15; Linux pids are at most 4194304).
@@ -121,7 +132,7 @@ func startWireGuard(env *Env) (_ Setup, err error) {
 		cfg := fmt.Sprintf("set=1\nprivate_key=%s\nlisten_port=%d\nreplace_peers=true\npublic_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s\npersistent_keepalive_interval=0\n\n",
 			hex.EncodeToString(side.key.Bytes()), wgListenPort,
 			hex.EncodeToString(peer.key.PublicKey().Bytes()), peer.endpoint,
-			netip.PrefixFrom(peer.addr.Addr(), 32))
+			netip.PrefixFrom(peer.addr.Addr(), peer.addr.Addr().BitLen()))
 		if err := wgUAPISet(side.socket(), cfg); err != nil {
 			return nil, fmt.Errorf("wireguard-go (%s): configure: %w%s", side.role, err, side.proc.tailSuffix())
 		}
@@ -201,7 +212,7 @@ func (s *wgSide) linkUp() error {
 	if err := nl.LinkSetMTU(l, wgMTU); err != nil {
 		return fmt.Errorf("MTU of %s in %s: %w", s.ifname, s.ns, err)
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(s.addr.Addr().AsSlice()), Mask: net.CIDRMask(s.addr.Bits(), 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(s.addr.Addr().AsSlice()), Mask: net.CIDRMask(s.addr.Bits(), s.addr.Addr().BitLen())}}
 	if err := nl.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("address %s on %s in %s: %w", s.addr, s.ifname, s.ns, err)
 	}
@@ -215,7 +226,7 @@ func (s *wgSide) linkUp() error {
 // address until a connection gets through (the first packet starts the
 // handshake).
 func (s *wgSetup) waitTunnel(timeout time.Duration) error {
-	ln, err := s.env.Topo.Server.Listen("tcp", netip.AddrPortFrom(wgServerAddr.Addr(), 0).String())
+	ln, err := s.env.Topo.Server.Listen("tcp", netip.AddrPortFrom(s.sides[1].addr.Addr(), 0).String())
 	if err != nil {
 		return fmt.Errorf("wireguard-go: readiness listener: %w", err)
 	}
@@ -261,7 +272,7 @@ func (s *wgSetup) waitTunnel(timeout time.Duration) error {
 func (s *wgSetup) Name() string { return "wireguard-go" }
 
 func (s *wgSetup) Target() netip.AddrPort {
-	return netip.AddrPortFrom(wgServerAddr.Addr(), s.env.BackendPort)
+	return netip.AddrPortFrom(s.sides[1].addr.Addr(), s.env.BackendPort)
 }
 
 func (s *wgSetup) Procs() []Proc {
