@@ -28,20 +28,28 @@ func buildTool(t *testing.T, dir, name, pkg string) string {
 	return out
 }
 
+// smokeTools builds the bench and the daemon into a temporary directory and
+// returns them, a wireguard-go stand-in that fails (the smoke runs leave
+// wireguard-go out) and the directory for results.
+func smokeTools(t *testing.T) (bench, daemon, wg, out string) {
+	t.Helper()
+	benchRequireRoot(t)
+	dir := t.TempDir()
+	bench = buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
+	daemon = buildTool(t, dir, "tcpcryptd", "./cmd/tcpcryptd")
+	wg = filepath.Join(dir, "wireguard-go-unused")
+	if err := os.WriteFile(wg, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bench, daemon, wg, filepath.Join(dir, "results")
+}
+
 // The tool end to end, as `make bench` runs it but tiny: every figure group
 // with kernel TCP and tcpcryptd (plain relay, tcpcrypt resumed and fresh);
 // results.json must hold a valid sample for each row the setups belong in,
 // and values that follow from the set-up (the imposed delay, header bytes).
 func TestBenchSmoke(t *testing.T) {
-	benchRequireRoot(t)
-	dir := t.TempDir()
-	bench := buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
-	daemon := buildTool(t, dir, "tcpcryptd", "./cmd/tcpcryptd")
-	wg := filepath.Join(dir, "wireguard-go-unused")
-	if err := os.WriteFile(wg, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "results")
+	bench, daemon, wg, out := smokeTools(t)
 	const delay = 5 * time.Millisecond
 	cmd := exec.Command(bench, "-tcpcryptd", daemon, "-wireguard-go", wg, "-out", out,
 		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm,tcpcrypt-fresh",
@@ -57,14 +65,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep jsonReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readResults(t, out)
 	median := map[string]map[string]float64{}
 	for _, f := range rep.Figures {
 		median[f.ID] = map[string]float64{}
@@ -114,6 +115,20 @@ func TestBenchSmoke(t *testing.T) {
 	}
 }
 
+// readResults reads results.json from the directory out.
+func readResults(t *testing.T, out string) jsonReport {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Bad command lines are refused with exit status 2 and a message.
@@ -135,29 +150,14 @@ func TestBenchUsage(t *testing.T) {
 // With -ipv6 the same setups carry the traffic over IPv6 and the report
 // says so.
 func TestBenchSmokeIPv6(t *testing.T) {
-	benchRequireRoot(t)
-	dir := t.TempDir()
-	bench := buildTool(t, dir, "tcpcryptd-bench", "./cmd/tcpcryptd-bench")
-	daemon := buildTool(t, dir, "tcpcryptd", "./cmd/tcpcryptd")
-	wg := filepath.Join(dir, "wireguard-go-unused")
-	if err := os.WriteFile(wg, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "results")
+	bench, daemon, wg, out := smokeTools(t)
 	cmd := exec.Command(bench, "-ipv6", "-tcpcryptd", daemon, "-wireguard-go", wg, "-out", out,
 		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm", "-only", "bulk,connrate",
 		"-runs", "1", "-bulk-duration", "300ms", "-rate-duration", "300ms")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tcpcryptd-bench -ipv6: %v\n%s", err, b)
 	}
-	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep jsonReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readResults(t, out)
 	family := ""
 	for _, p := range rep.Params {
 		if p.Name == "address family" {
