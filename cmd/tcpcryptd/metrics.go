@@ -30,7 +30,7 @@ type collector struct {
 	ready *atomic.Bool
 
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
-	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops,
+	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 }
 
@@ -74,6 +74,9 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		loops: d("forward_loops_total",
 			"SYNs from the stack's own egress address refused by the forwarder: host routing sent an outer SYN "+
 				"back into the device (no route to its destination outside it)."),
+		noSACK: d("no_sack_connections_total",
+			"Connections this daemon opened or accepted without SACK because the peer was measured "+
+				"nearer than tcp.sack_min_rtt."),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
@@ -89,7 +92,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
+		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
 		ch <- d
 	}
 }
@@ -147,6 +150,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakeErrors, sc.HandshakeErrors.Load())
 	counter(c.enabled, sc.Enabled.Load())
 	counter(c.loops, sc.ForwardLoops.Load())
+	counter(c.noSACK, sc.NoSACK.Load())
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}
