@@ -228,8 +228,15 @@ func (d *daemon) stop() {
 			t.Errorf("tcpcryptd (%s) exit after SIGTERM: %v", d.role, d.exitErr)
 		}
 	case <-time.After(15 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
+		// SIGQUIT first: the Go runtime writes every goroutine's stack
+		// to the log, which the test prints on failure.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.exited:
+		case <-time.After(3 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
 		t.Errorf("tcpcryptd (%s) did not exit within 15s of SIGTERM", d.role)
 	}
 	if strings.Contains(d.log.String(), "panic:") {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
@@ -51,6 +53,10 @@ type Forwarder struct {
 	mu     sync.Mutex
 	closed bool           // guarded by mu
 	wg     sync.WaitGroup // handler goroutines; Add under mu
+	// accepting: inner connections whose handshake CreateEndpoint is
+	// running (it waits for the client's ACK, which may never come);
+	// guarded by mu.
+	accepting map[gvstack.TransportEndpointID]struct{}
 }
 
 // StartForwarder installs the outbound forwarder as the stack's handler for
@@ -94,13 +100,68 @@ func (f *Forwarder) Close() error {
 	f.mu.Unlock()
 	f.st.unclaimed.Store(nil)
 	f.cancel() // aborts dials and relays
-	f.wg.Wait()
+	f.waitAborting()
 	f.st.lmu.Lock()
 	if f.st.forwarder == f {
 		f.st.forwarder = nil
 	}
 	f.st.lmu.Unlock()
 	return nil
+}
+
+// abortEvery is how often Close aborts the inner handshakes still running
+// while it waits for the handlers.
+const abortEvery = 50 * time.Millisecond
+
+// waitAborting waits for the handler goroutines. A handler may be inside
+// CreateEndpoint, which completes the inner TCP handshake and waits for the
+// client's ACK: a client gone (or the host's routes already undone at
+// shutdown) leaves it there for the whole SYN-ACK retransmission schedule,
+// a minute and more (TestStopUnderInboundTraffic). Context cannot reach it,
+// so the handshake's endpoint, found among the stack's, is aborted; until
+// the handlers are done, since one may enter CreateEndpoint after a pass.
+func (f *Forwarder) waitAborting() {
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTicker(abortEvery)
+	defer t.Stop()
+	for {
+		f.abortAccepting()
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// abortAccepting aborts the endpoints of the inner handshakes in progress.
+func (f *Forwarder) abortAccepting() {
+	f.mu.Lock()
+	n := len(f.accepting)
+	f.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	for _, ep := range f.st.gv.RegisteredEndpoints() {
+		te, ok := ep.(tcpip.Endpoint) // *tcp.Endpoint is both
+		if !ok {
+			continue
+		}
+		info, ok := te.Info().(*gvstack.TransportEndpointInfo)
+		if !ok {
+			continue
+		}
+		f.mu.Lock()
+		_, mine := f.accepting[info.ID]
+		f.mu.Unlock()
+		if mine {
+			ep.Abort()
+		}
+	}
 }
 
 // handle runs on gVisor's goroutine for one SYN.
@@ -151,7 +212,23 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	s.table.setOuter(e, tupleOf(outer), outer.Negotiation())
 
 	var wq waiter.Queue
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		s.finish(e, errors.New("forwarder closed"))
+		r.Complete(true)
+		outer.Abort()
+		return nil
+	}
+	if f.accepting == nil {
+		f.accepting = make(map[gvstack.TransportEndpointID]struct{})
+	}
+	f.accepting[id] = struct{}{}
+	f.mu.Unlock()
 	ep, terr := r.CreateEndpoint(&wq)
+	f.mu.Lock()
+	delete(f.accepting, id)
+	f.mu.Unlock()
 	if terr != nil {
 		err := fmt.Errorf("inner endpoint for %v: %s", client, terr)
 		s.finish(e, err)

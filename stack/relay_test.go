@@ -545,3 +545,56 @@ func TestForwarderPortReuseAfterClose(t *testing.T) {
 		waitFor(t, func() bool { return tr.c.gv.Stats().TCP.CurrentConnected.Value() == 0 }, "client close done")
 	}
 }
+
+// TestForwarderCloseAbortsInnerHandshake: Close returns promptly although a
+// client's inner handshake is still waiting for its ACK (dropped on the
+// wire here; at shutdown, the host's routes are already gone). gVisor's
+// CreateEndpoint would wait for the whole SYN-ACK retransmission schedule,
+// a minute and more, and Close with it.
+func TestForwarderCloseAbortsInnerHandshake(t *testing.T) {
+	tr := newTrio(t, false, ForwarderOptions{}, nil)
+	l, err := tr.s.Listen(addrS4, 82, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tr.hub.SetHook(tr.pc, tr.pf, func(p *wiretest.Packet) wiretest.Verdict {
+		s, ok := wiretest.ParseTCP(p.Data)
+		return wiretest.Verdict{Drop: ok && !s.SYN()} // the client's handshake ACK never arrives
+	})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	go func() {
+		if c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 82), nil); err == nil {
+			c.Abort()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tr.fwd.mu.Lock()
+		n := len(tr.fwd.accepting)
+		tr.fwd.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the inner handshake never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		tr.fwd.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Logf("Close returned in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Forwarder.Close still waiting for an inner handshake after 5s")
+	}
+	if n := tr.f.Table().Len(); n != 0 {
+		t.Errorf("%d connections still in the table", n)
+	}
+}

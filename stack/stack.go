@@ -166,6 +166,7 @@ func New(o Options) (*Stack, error) {
 		if s.shim != nil {
 			s.shim.stopSweeper()
 		}
+		o.Link.Attach(nil) // the NIC may be up and reading: see Close
 		s.gv.Destroy()
 		return nil, err
 	}
@@ -367,6 +368,15 @@ func (s *Stack) Close() error {
 			s.shim.stopSweeper()
 		}
 		s.gv.Close()
+		// Stop inbound delivery before gVisor's Wait. Wait detaches the NIC
+		// with the stack's lock held and waits for the link's reader; a
+		// reader in the middle of delivering a packet needs that lock, so a
+		// packet arriving during shutdown would hang both
+		// (TestStopUnderInboundTraffic). Detached here, without the lock,
+		// the reader finishes its packet and exits; the NIC's own detach
+		// later finds it stopped. Outgoing packets (the resets of the
+		// aborted endpoints) still leave.
+		s.opts.Link.Attach(nil)
 		s.gv.Wait()
 		if s.flows != nil {
 			s.flows.clear()

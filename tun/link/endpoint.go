@@ -228,6 +228,12 @@ func (e *Endpoint) SetOnCloseAction(f func()) {
 // Attach implements stack.LinkEndpoint.Attach. A non-nil dispatcher starts the reader
 // goroutine (if none is attached); nil stops it and returns once it has exited, so no
 // packet reaches a removed NIC.
+//
+// The owner must call Attach(nil) (or Close) itself before gVisor's Stack.Wait or
+// Destroy. Those detach the NIC, calling Attach(nil) and Wait, with the stack's lock
+// held, and a reader in the middle of delivering a packet needs that lock: under
+// inbound traffic both would wait for ever. Stopped first, the reader finishes its
+// packet and exits, and gVisor's own detach returns at once.
 func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
 	if d == nil {
 		e.stopReader()

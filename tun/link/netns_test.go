@@ -161,6 +161,9 @@ func newGVisorStack(tb testing.TB, ep stack.LinkEndpoint) *stack.Stack {
 	if err := s.CreateNIC(1, ep); err != nil {
 		tb.Fatalf("CreateNIC: %v", err)
 	}
+	// Runs before Destroy (cleanups run last-registered first): the reader
+	// must stop outside gVisor's stack lock (see Endpoint.Attach).
+	tb.Cleanup(func() { ep.Attach(nil) })
 	for _, a := range []netip.Addr{gvisor4, gvisor6} {
 		proto, bits := ipv4.ProtocolNumber, 24
 		if a.Is6() {
