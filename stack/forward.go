@@ -31,6 +31,12 @@ type ForwarderOptions struct {
 	// DialTimeout bounds the outer dial, tcpcrypt handshake included
 	// (default 30s).
 	DialTimeout time.Duration
+	// AcceptTimeout bounds the inner handshake once the outer connection
+	// stands (default 10s): a client that never acknowledges our SYN-ACK
+	// (gone, or its SYN spoofed) would otherwise keep both legs for the
+	// whole SYN-ACK retransmission schedule, two minutes. 10 s leaves room
+	// for three retransmissions on a lossy routed link.
+	AcceptTimeout time.Duration
 }
 
 // Forwarder transparently upgrades TCP connections routed into the stack:
@@ -68,6 +74,9 @@ func (s *Stack) StartForwarder(o ForwarderOptions) (*Forwarder, error) {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 30 * time.Second
+	}
+	if o.AcceptTimeout <= 0 {
+		o.AcceptTimeout = 10 * time.Second
 	}
 	s.lmu.Lock()
 	if s.closed {
@@ -146,19 +155,23 @@ func (f *Forwarder) abortAccepting() {
 	if n == 0 {
 		return
 	}
+	f.abortWhere(func(id gvstack.TransportEndpointID) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		_, mine := f.accepting[id]
+		return mine
+	})
+}
+
+// abortWhere aborts the stack's endpoints whose 4-tuple match reports.
+func (f *Forwarder) abortWhere(match func(gvstack.TransportEndpointID) bool) {
 	for _, ep := range f.st.gv.RegisteredEndpoints() {
 		te, ok := ep.(tcpip.Endpoint) // *tcp.Endpoint is both
 		if !ok {
 			continue
 		}
 		info, ok := te.Info().(*gvstack.TransportEndpointInfo)
-		if !ok {
-			continue
-		}
-		f.mu.Lock()
-		_, mine := f.accepting[info.ID]
-		f.mu.Unlock()
-		if mine {
+		if ok && match(info.ID) {
 			ep.Abort()
 		}
 	}
@@ -225,7 +238,17 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	}
 	f.accepting[id] = struct{}{}
 	f.mu.Unlock()
+	giveUp := time.AfterFunc(f.opts.AcceptTimeout, func() {
+		f.abortWhere(func(x gvstack.TransportEndpointID) bool { return x == id })
+	})
 	ep, terr := r.CreateEndpoint(&wq)
+	if !giveUp.Stop() && terr == nil {
+		// The timeout struck as the handshake completed: its abort may
+		// have hit the new endpoint. Treat the connection as timed out.
+		ep.Abort()
+		ep.Close()
+		terr = &tcpip.ErrTimeout{}
+	}
 	f.mu.Lock()
 	delete(f.accepting, id)
 	f.mu.Unlock()

@@ -598,3 +598,48 @@ func TestForwarderCloseAbortsInnerHandshake(t *testing.T) {
 		t.Errorf("%d connections still in the table", n)
 	}
 }
+
+// TestForwarderAcceptTimeout: a client that never acknowledges the inner
+// SYN-ACK loses both legs after ForwarderOptions.AcceptTimeout, not after
+// gVisor's SYN-ACK retransmissions (minutes): the server sees the outer
+// connection reset and the connection table empties.
+func TestForwarderAcceptTimeout(t *testing.T) {
+	tr := newTrio(t, false, ForwarderOptions{AcceptTimeout: 300 * time.Millisecond}, nil)
+	l, err := tr.s.Listen(addrS4, 83, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tr.hub.SetHook(tr.pc, tr.pf, func(p *wiretest.Packet) wiretest.Verdict {
+		s, ok := wiretest.ParseTCP(p.Data)
+		return wiretest.Verdict{Drop: ok && !s.SYN()}
+	})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	go func() {
+		if c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 83), nil); err == nil {
+			c.Abort()
+		}
+	}()
+	outer, err := l.AcceptConn(ctx) // the outer leg stands before the inner handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	start := time.Now()
+	outer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = outer.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+		t.Fatalf("outer leg read: %v; want it reset once the inner handshake gives up", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("outer leg ended after %v; AcceptTimeout is 300ms", d)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.f.Table().Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still in the table", tr.f.Table().Len())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
