@@ -87,7 +87,7 @@ func (s *Stack) StartForwarder(o ForwarderOptions) (*Forwarder, error) {
 		s.lmu.Unlock()
 		return nil, errors.New("stack: forwarder already running")
 	}
-	f := &Forwarder{st: s, opts: o}
+	f := &Forwarder{st: s, opts: o, accepting: make(map[gvstack.TransportEndpointID]struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	s.forwarder = f
 	s.lmu.Unlock()
@@ -232,9 +232,6 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		r.Complete(true)
 		outer.Abort()
 		return nil
-	}
-	if f.accepting == nil {
-		f.accepting = make(map[gvstack.TransportEndpointID]struct{})
 	}
 	f.accepting[id] = struct{}{}
 	f.mu.Unlock()

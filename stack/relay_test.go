@@ -546,6 +546,31 @@ func TestForwarderPortReuseAfterClose(t *testing.T) {
 	}
 }
 
+// stallInnerHandshake has the client dial S's listener on port through the
+// forwarder and drops every non-SYN segment from the client on the wire, so
+// the outer leg stands while the inner handshake waits for an ACK that
+// never comes. It returns the listener (closed at the end of the test).
+func stallInnerHandshake(t *testing.T, tr *trio, port uint16) *Listener {
+	t.Helper()
+	l, err := tr.s.Listen(addrS4, port, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	tr.hub.SetHook(tr.pc, tr.pf, func(p *wiretest.Packet) wiretest.Verdict {
+		s, ok := wiretest.ParseTCP(p.Data)
+		return wiretest.Verdict{Drop: ok && !s.SYN()}
+	})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	t.Cleanup(cancel)
+	go func() {
+		if c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, port), nil); err == nil {
+			c.Abort()
+		}
+	}()
+	return l
+}
+
 // TestForwarderCloseAbortsInnerHandshake: Close returns promptly although a
 // client's inner handshake is still waiting for its ACK (dropped on the
 // wire here; at shutdown, the host's routes are already gone). gVisor's
@@ -553,35 +578,12 @@ func TestForwarderPortReuseAfterClose(t *testing.T) {
 // a minute and more, and Close with it.
 func TestForwarderCloseAbortsInnerHandshake(t *testing.T) {
 	tr := newTrio(t, false, ForwarderOptions{}, nil)
-	l, err := tr.s.Listen(addrS4, 82, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tr.hub.SetHook(tr.pc, tr.pf, func(p *wiretest.Packet) wiretest.Verdict {
-		s, ok := wiretest.ParseTCP(p.Data)
-		return wiretest.Verdict{Drop: ok && !s.SYN()} // the client's handshake ACK never arrives
-	})
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	go func() {
-		if c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 82), nil); err == nil {
-			c.Abort()
-		}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	stallInnerHandshake(t, tr, 82)
+	waitFor(t, func() bool {
 		tr.fwd.mu.Lock()
-		n := len(tr.fwd.accepting)
-		tr.fwd.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the inner handshake never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer tr.fwd.mu.Unlock()
+		return len(tr.fwd.accepting) > 0
+	}, "the inner handshake to start")
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
@@ -605,23 +607,8 @@ func TestForwarderCloseAbortsInnerHandshake(t *testing.T) {
 // connection reset and the connection table empties.
 func TestForwarderAcceptTimeout(t *testing.T) {
 	tr := newTrio(t, false, ForwarderOptions{AcceptTimeout: 300 * time.Millisecond}, nil)
-	l, err := tr.s.Listen(addrS4, 83, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tr.hub.SetHook(tr.pc, tr.pf, func(p *wiretest.Packet) wiretest.Verdict {
-		s, ok := wiretest.ParseTCP(p.Data)
-		return wiretest.Verdict{Drop: ok && !s.SYN()}
-	})
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	go func() {
-		if c, err := tr.c.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(addrS4, 83), nil); err == nil {
-			c.Abort()
-		}
-	}()
-	outer, err := l.AcceptConn(ctx) // the outer leg stands before the inner handshake
+	l := stallInnerHandshake(t, tr, 83)
+	outer, err := l.AcceptConn(ctxT(t)) // the outer leg stands before the inner handshake
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,11 +622,5 @@ func TestForwarderAcceptTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("outer leg ended after %v; AcceptTimeout is 300ms", d)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for tr.f.Table().Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still in the table", tr.f.Table().Len())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "the connection table to empty")
 }

@@ -24,7 +24,7 @@ func startKernel(env *Env) (Setup, error) { return &kernelSetup{env: env}, nil }
 
 func (k *kernelSetup) Name() string { return "kernel" }
 func (k *kernelSetup) Target() netip.AddrPort {
-	return netip.AddrPortFrom(k.env.pick(topo.ServerIPv4, topo.ServerIPv6), k.env.BackendPort)
+	return netip.AddrPortFrom(byFamily(k.env, topo.ServerIPv4, topo.ServerIPv6), k.env.BackendPort)
 }
 func (k *kernelSetup) Procs() []Proc { return nil }
 func (k *kernelSetup) Close() error  { return nil }
@@ -175,7 +175,7 @@ func startDaemon(env *Env, ns *topo.NS, role string, cfg func(socket string) str
 func (s *daemonSetup) Name() string { return s.o.name }
 
 func (s *daemonSetup) Target() netip.AddrPort {
-	return netip.AddrPortFrom(s.env.pick(benchService, benchService6), benchServicePort)
+	return netip.AddrPortFrom(byFamily(s.env, benchService, benchService6), benchServicePort)
 }
 
 func (s *daemonSetup) Procs() []Proc {

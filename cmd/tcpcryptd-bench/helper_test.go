@@ -173,7 +173,7 @@ func TestTargetsFollowFamily(t *testing.T) {
 				t.Errorf("IPv6=%v: %s target %v", v6, s.Name(), s.Target())
 			}
 		}
-		if a := wgAddr(env, wgLaptopAddr, wgLaptopAddr6); a.Addr().Is6() != v6 {
+		if a := byFamily(env, wgLaptopAddr, wgLaptopAddr6); a.Addr().Is6() != v6 {
 			t.Errorf("IPv6=%v: wireguard tunnel address %v", v6, a)
 		}
 	}

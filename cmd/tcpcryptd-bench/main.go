@@ -531,29 +531,29 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 // set and s can profile); they are written in the background while the
 // caller runs the workload.
 func (b *bench) profileCPU(ctx context.Context, s Setup, name string, d time.Duration) {
-	p, ok := s.(profiler)
-	if b.o.profile == "" || !ok {
-		return
-	}
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	for _, proc := range s.Procs() {
-		go b.saveProfile(ctx, p, proc.Role, fmt.Sprintf("profile?seconds=%d", secs), fmt.Sprintf("%s-%s.cpu.pprof", name, proc.Role))
-	}
-	time.Sleep(50 * time.Millisecond) // let the profiles start
+	b.startProfiles(ctx, s, fmt.Sprintf("profile?seconds=%d", secs), name+"-%s.cpu.pprof")
 }
 
 // traceRun saves an execution trace (go tool trace) of each of s's
 // processes for the next d: where a latency figure's time goes between
 // goroutines, system calls and the scheduler.
 func (b *bench) traceRun(ctx context.Context, s Setup, name string, d time.Duration) {
+	b.startProfiles(ctx, s, fmt.Sprintf("trace?seconds=%g", d.Seconds()), name+"-%s.trace")
+}
+
+// startProfiles fetches the timed profile query from each of s's processes
+// in the background (when -profile is set and s can profile), into file
+// with %s the process's role, and returns once they have started.
+func (b *bench) startProfiles(ctx context.Context, s Setup, query, file string) {
 	p, ok := s.(profiler)
 	if b.o.profile == "" || !ok {
 		return
 	}
 	for _, proc := range s.Procs() {
-		go b.saveProfile(ctx, p, proc.Role, fmt.Sprintf("trace?seconds=%g", d.Seconds()), fmt.Sprintf("%s-%s.trace", name, proc.Role))
+		go b.saveProfile(ctx, p, proc.Role, query, fmt.Sprintf(file, proc.Role))
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // let the profiles start
 }
 
 // profileHeap saves heap profiles of s's processes now.

@@ -34,8 +34,8 @@ type Env struct {
 	Logf func(format string, args ...any)
 }
 
-// pick returns v4 or v6 by the address family of the run.
-func (e *Env) pick(v4, v6 netip.Addr) netip.Addr {
+// byFamily returns v4 or v6 by the address family of the run.
+func byFamily[T any](e *Env, v4, v6 T) T {
 	if e.IPv6 {
 		return v6
 	}

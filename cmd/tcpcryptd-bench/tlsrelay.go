@@ -69,7 +69,7 @@ func startTLSRelay(env *Env, resume bool) (_ Setup, err error) {
 			s.Close()
 		}
 	}()
-	serverIP := env.pick(topo.ServerIPv4, topo.ServerIPv6)
+	serverIP := byFamily(env, topo.ServerIPv4, topo.ServerIPv6)
 	ca, cert, key, err := writeTLSRelayCerts(env.Dir, serverIP)
 	if err != nil {
 		return nil, fmt.Errorf("%s: certificates: %w", s.name, err)

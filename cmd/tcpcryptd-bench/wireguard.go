@@ -47,14 +47,6 @@ var (
 	wgSeq atomic.Uint32
 )
 
-// wgAddr is the tunnel address of one side for the run's address family.
-func wgAddr(env *Env, v4, v6 netip.Prefix) netip.Prefix {
-	if env.IPv6 {
-		return v6
-	}
-	return v4
-}
-
 type wgSetup struct {
 	env   *Env
 	sides []*wgSide // laptop, server
@@ -99,8 +91,8 @@ func startWireGuard(env *Env) (_ Setup, err error) {
 		addr     netip.Prefix
 		endpoint netip.AddrPort
 	}{
-		{"laptop", env.Topo.Laptop, wgAddr(env, wgLaptopAddr, wgLaptopAddr6), netip.AddrPortFrom(env.pick(topo.LaptopIPv4, topo.LaptopIPv6), wgListenPort)},
-		{"server", env.Topo.Server, wgAddr(env, wgServerAddr, wgServerAddr6), netip.AddrPortFrom(env.pick(topo.ServerIPv4, topo.ServerIPv6), wgListenPort)},
+		{"laptop", env.Topo.Laptop, byFamily(env, wgLaptopAddr, wgLaptopAddr6), netip.AddrPortFrom(byFamily(env, topo.LaptopIPv4, topo.LaptopIPv6), wgListenPort)},
+		{"server", env.Topo.Server, byFamily(env, wgServerAddr, wgServerAddr6), netip.AddrPortFrom(byFamily(env, topo.ServerIPv4, topo.ServerIPv6), wgListenPort)},
 	} {
 		// "wg<pid>-<seq><l|s>": at most 2+7+1+3+1 = 14 characters (IFNAMSIZ-1
 		// is 15; Linux pids are at most 4194304).

@@ -75,8 +75,8 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 			"SYNs from the stack's own egress address refused by the forwarder: host routing sent an outer SYN "+
 				"back into the device (no route to its destination outside it)."),
 		noSACK: d("no_sack_connections_total",
-			"Connections this daemon opened or accepted without SACK because the peer was measured "+
-				"nearer than tcp.sack_min_rtt."),
+			"Connection attempts (SYNs sent, or received by a service) this daemon left without SACK "+
+				"because the peer was measured nearer than tcp.sack_min_rtt."),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
