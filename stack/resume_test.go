@@ -123,6 +123,70 @@ func TestResumedSessionSkipsKeyExchange(t *testing.T) {
 	}
 }
 
+// Connections dialled while others are still in their handshake each
+// resume with a secret of their own (RFC 8548 §3.5: the lowest index not
+// yet used), in whatever order their SYNs reach the passive side, instead
+// of all but one falling back to a fresh key exchange while the first
+// held the chain (TC-24, TC-25). LookAhead+1 dials at once stay within the
+// passive side's look-ahead and skipped secrets in any arrival order.
+func TestConcurrentDialsResume(t *testing.T) {
+	var ha, hb resumingHost
+	p := newPair(t, pairOpts{a: ha.options, b: hb.options})
+	dialAccept(t, p, false, 97, nil, nil) // fresh: starts the chain
+	l, err := p.b.Listen(addrB4, 98, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ctx := ctxT(t)
+	const n = tcpcrypt.DefaultLookAhead + 1
+	type result struct {
+		neg Negotiation
+		err error
+	}
+	accepted, dialled := make(chan result, n), make(chan result, n)
+	go func() {
+		for range n {
+			c, err := l.AcceptConn(ctx)
+			if err != nil {
+				accepted <- result{err: err}
+				return
+			}
+			accepted <- result{neg: c.Negotiation()}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	for range n {
+		go func() {
+			c, err := p.a.Dial(ctx, netip.AddrPortFrom(addrA4, 0), netip.AddrPortFrom(addrB4, 98), nil)
+			if err != nil {
+				dialled <- result{err: err}
+				return
+			}
+			dialled <- result{neg: c.Negotiation()}
+			t.Cleanup(func() { c.Close() })
+		}()
+	}
+	ids := map[string]int{}
+	for _, ch := range []chan result{dialled, accepted} {
+		for range n {
+			r := <-ch
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if !r.neg.Resumed {
+				t.Fatalf("a concurrent connection did not resume: %+v", r.neg)
+			}
+			ids[string(r.neg.SessionID)]++
+		}
+	}
+	for id, k := range ids {
+		if k != 2 {
+			t.Fatalf("session ID %x seen %d times, want once at each end", id[:4], k)
+		}
+	}
+}
+
 // A resumption SYN that is lost, refused by the passive opener, or stripped
 // of its ENO option by the path falls back correctly: the data arrives,
 // and later connections still work (RFC 8548 §3.5, TC-24).

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/control"
@@ -242,4 +243,27 @@ func (s *daemonSetup) Profile(ctx context.Context, role, name string, w io.Write
 	}
 	_, err = io.Copy(w, resp.Body)
 	return err
+}
+
+// handshakes reads the laptop daemon's tcpcryptd_handshakes_total counters:
+// fresh key exchanges and resumed sessions so far. The connection-rate log
+// uses them to tell how many of a "resumed" run's connections really
+// resumed (a connection finds no secret while every cached one is held by a
+// handshake in flight, and then makes a fresh one).
+func (s *daemonSetup) handshakes() (fresh, resumed uint64, err error) {
+	api := control.NewClient(filepath.Join(s.env.Dir, "laptop.sock"))
+	defer api.Close()
+	text, err := api.Metrics()
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(string(text)) {
+		var v float64
+		if _, err := fmt.Sscanf(line, `tcpcryptd_handshakes_total{kind="fresh"} %g`, &v); err == nil {
+			fresh = uint64(v)
+		} else if _, err := fmt.Sscanf(line, `tcpcryptd_handshakes_total{kind="resumed"} %g`, &v); err == nil {
+			resumed = uint64(v)
+		}
+	}
+	return fresh, resumed, nil
 }

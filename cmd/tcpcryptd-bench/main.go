@@ -646,8 +646,20 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 			b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
 		}
 		tun0, terr := readTUNs(s)
+		d, _ := s.(*daemonSetup)
+		var f0, r0 uint64
+		var herr error
+		if d != nil {
+			f0, r0, herr = d.handshakes()
+		}
 		rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
 		failed += nfail
+		if d != nil && herr == nil && err == nil {
+			if f1, r1, herr := d.handshakes(); herr == nil && f1+r1 > f0+r0 {
+				b.logf("  connrate run %d: laptop handshakes %d fresh, %d resumed (%.0f%% resumed)", r+1,
+					f1-f0, r1-r0, 100*float64(r1-r0)/float64(f1+r1-f0-r0))
+			}
+		}
 		if tun1, terr2 := readTUNs(s); err == nil && terr == nil && terr2 == nil && tun1 != nil {
 			// The diagnosis for the rate: packets each daemon moves through
 			// its TUN device per connection (both legs).

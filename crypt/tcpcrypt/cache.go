@@ -40,9 +40,11 @@ type CacheConfig struct {
 	// Decision (digest §20 item 7): RFC 8548 §3.5 leaves open how far a
 	// passive opener searches ahead. An active opener moves to i+1 after
 	// any attempt, including one whose SYN was lost or refused, so the
-	// passive side accepts resume[i..i+LookAhead]. A match at i+k discards
-	// ss[i..i+k-1]. Attackers cannot move us forward without knowing the
-	// identifiers (§8).
+	// passive side accepts resume[i..i+LookAhead]. A match at i+k keeps
+	// ss[i..i+k-1] answerable, for at most LookAhead skipped secrets per
+	// chain, since concurrent SYNs may arrive out of order (takeForAnswer).
+	// Attackers cannot move us forward without knowing the identifiers
+	// (§8).
 	LookAhead int
 	// SplitByRole restricts each chain to one kind of use at this host
 	// (RFC 8548 §3.5 MAY): a chain created while we were A is only offered
@@ -50,11 +52,11 @@ type CacheConfig struct {
 	//
 	// Decision (crossing SYNs, §3.5): off by default. Chains are usable
 	// both ways, as §3.5 allows ("either host MAY later initiate session
-	// resumption"); a secret is reserved (invisible to other connections)
-	// from the moment it is offered or answered until the connection is
-	// established or abandoned, so two crossing SYNs proposing the same
-	// secret each find it reserved at the other host and both fall back to
-	// a fresh key exchange, which is safe (TC-25).
+	// resumption"). A secret leaves its chain the moment it is offered or
+	// answered, and the chain moves on to the next one, so two crossing SYNs
+	// proposing the same secret each find the other host's chain already
+	// past it and both fall back to a fresh key exchange, which is safe
+	// (TC-25).
 	SplitByRole bool
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
@@ -97,14 +99,28 @@ type chain struct {
 	created  time.Time
 	elem     *list.Element
 
-	// ss is the next unused secret ss[i]; nil while a connection holds it
-	// (reserved). peerHalves[k] is the half of resume[i+k] the peer sends
-	// (the half of the other original role), k = 0..LookAhead.
+	// ss is the next unused secret ss[i]. peerHalves[k] is the half of
+	// resume[i+k] the peer sends (the half of the other original role),
+	// k = 0..LookAhead.
 	ss         *schedule.SessionSecret
 	peerHalves [][ResumeHalfLen]byte
+
+	// skipped are the secrets a look-ahead match passed over, newest last,
+	// at most LookAhead of them. Each was offered by the peer in a SYN we
+	// have not seen yet (concurrent SYNs can arrive out of order) or in
+	// one that was lost; only an answer to that SYN can use it.
+	skipped []skippedSecret
 }
 
-// reservation is a secret taken out of the cache by one connection.
+// skippedSecret is one secret of chain.skipped with the half of its
+// resumption identifier the peer sends.
+type skippedSecret struct {
+	ss       *schedule.SessionSecret
+	peerHalf [ResumeHalfLen]byte
+}
+
+// reservation is a secret taken out of the cache by one connection; its
+// chain has already moved past it.
 type reservation struct {
 	chainID  uint64
 	tep      kex.ID
@@ -169,7 +185,8 @@ func (c *Cache) FlushAll() {
 }
 
 // flushChain drops one chain (Conn.FlushCache, TC-27). A connection that
-// holds a reservation of it finds it gone on release and drops its secret.
+// already took a secret from it keeps that one secret for its own
+// handshake; no later connection can resume from the chain.
 func (c *Cache) flushChain(id uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -202,10 +219,14 @@ func (c *Cache) add(peer string, tep kex.ID, role eno.Role, aead schedule.AEADID
 	return ch.id
 }
 
-// takeForOffer reserves the next unused secret of the newest usable chain
-// for (peer, tep) whose AEAD is in aeads, for an active opener's
-// resumption offer. The chain's index i counts as used from now on,
-// whatever happens (TC-24).
+// takeForOffer takes the next unused secret ss[i] of the newest usable
+// chain for (peer, tep) whose AEAD is in aeads, for an active opener's
+// resumption offer. Index i counts as used from now on, whatever happens
+// (TC-24), and the chain moves to ss[i+1] at once: concurrent connections
+// to one peer each offer their own index, the lowest not yet used (RFC 8548
+// §3.5), instead of queueing behind one handshake or falling back to a
+// fresh key exchange. A peer that sees their SYNs in a different order
+// still recognises them within its look-ahead.
 func (c *Cache) takeForOffer(peer string, tep kex.ID, aeads []schedule.AEADID) *reservation {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -213,18 +234,31 @@ func (c *Cache) takeForOffer(peer string, tep kex.ID, aeads []schedule.AEADID) *
 	chains := c.byPeer[peerKey{peer, tep}]
 	for i := len(chains) - 1; i >= 0; i-- {
 		ch := chains[i]
-		if ch.ss == nil || (c.cfg.SplitByRole && ch.origRole != eno.RoleA) || !slices.Contains(aeads, ch.aead) {
+		if (c.cfg.SplitByRole && ch.origRole != eno.RoleA) || !slices.Contains(aeads, ch.aead) {
 			continue
 		}
-		return c.reserveLocked(ch, 0)
+		return c.takeLocked(ch, 0)
 	}
 	return nil
 }
 
 // takeForAnswer looks for a chain of (peer, tep) whose secret ss[i+k],
 // k <= LookAhead, has half as the peer's half of its resumption identifier,
-// and reserves that secret, discarding ss[i..i+k-1]. Chains whose AEAD is
-// not in aeads are not considered.
+// and takes that secret; the chain moves to ss[i+k+1]. The secrets it
+// passes over, ss[i..i+k-1], stay answerable (chain.skipped) until
+// LookAhead newer ones push them out: the peer's concurrent SYNs may
+// arrive out of order. Chains whose AEAD is not in aeads are not
+// considered.
+//
+// Decision (digest §20 item 7, refined): answering a skipped secret is
+// safe under §3.5's single-use rule. The peer offered it in exactly one
+// SYN and has moved past it; we never offer it ourselves (an active opener
+// uses the chain's next secret) and take it out when it matches.
+//
+// Decision: a secret agreed to is gone even if the connection then never
+// uses it (ENO falls back, the handshake is abandoned). The active opener
+// has moved past it anyway (it counts every attempt, TC-24), and taking it
+// at once lets the peer's concurrent resumptions each find their own.
 func (c *Cache) takeForAnswer(peer string, tep kex.ID, half []byte, aeads []schedule.AEADID) *reservation {
 	if len(half) != ResumeHalfLen {
 		return nil
@@ -233,62 +267,62 @@ func (c *Cache) takeForAnswer(peer string, tep kex.ID, half []byte, aeads []sche
 	defer c.mu.Unlock()
 	c.expireLocked(c.cfg.Now())
 	for _, ch := range c.byPeer[peerKey{peer, tep}] {
-		if ch.ss == nil || (c.cfg.SplitByRole && ch.origRole != eno.RoleB) || !slices.Contains(aeads, ch.aead) {
+		if (c.cfg.SplitByRole && ch.origRole != eno.RoleB) || !slices.Contains(aeads, ch.aead) {
 			continue
 		}
-		match := -1
+		match, skipped := -1, -1
 		for k := range ch.peerHalves {
 			// Constant time per candidate: the halves are secret until sent.
 			if subtle.ConstantTimeCompare(ch.peerHalves[k][:], half) == 1 && match < 0 {
 				match = k
 			}
 		}
-		if match >= 0 {
-			return c.reserveLocked(ch, match)
+		for k := range ch.skipped {
+			if subtle.ConstantTimeCompare(ch.skipped[k].peerHalf[:], half) == 1 && skipped < 0 {
+				skipped = k
+			}
+		}
+		switch {
+		case match >= 0:
+			return c.takeLocked(ch, match)
+		case skipped >= 0:
+			ss := ch.skipped[skipped].ss
+			ch.skipped = slices.Delete(ch.skipped, skipped, skipped+1)
+			return &reservation{chainID: ch.id, tep: ch.key.tep, origRole: ch.origRole, aead: ch.aead, ss: ss}
 		}
 	}
 	return nil
 }
 
-// reserveLocked takes ss[i+skip] out of ch.
-func (c *Cache) reserveLocked(ch *chain, skip int) *reservation {
+// takeLocked takes ss[i+skip] out of ch, keeps the secrets it skips in
+// ch.skipped (zeroing those pushed out) and makes ss[i+skip+1] the chain's
+// next unused secret.
+func (c *Cache) takeLocked(ch *chain, skip int) *reservation {
 	ss := ch.ss
-	for range skip {
-		next := ss.Next()
-		ss.Zero()
-		ss = next
+	for k := range skip {
+		ch.skipped = append(ch.skipped, skippedSecret{ss: ss, peerHalf: ch.peerHalves[k]})
+		ss = ss.Next()
 	}
-	ch.ss, ch.peerHalves = nil, nil
+	if n := len(ch.skipped) - c.cfg.LookAhead; n > 0 {
+		for _, sk := range ch.skipped[:n] {
+			sk.ss.Zero()
+		}
+		ch.skipped = slices.Delete(ch.skipped, 0, n)
+	}
+	c.setSecretLocked(ch, ss.Next())
 	return &reservation{chainID: ch.id, tep: ch.key.tep, origRole: ch.origRole, aead: ch.aead, ss: ss}
 }
 
-// release ends a reservation: next (ss[i+1] after use or after a failed
-// offer, ss[i] itself when an answer was never used, nil to end the chain)
-// becomes the chain's next unused secret. If the chain was flushed,
-// evicted or has expired meanwhile, next is zeroed instead. The
-// reservation's own secret is zeroed unless it is next.
-func (c *Cache) release(r *reservation, next *schedule.SessionSecret) {
-	if r == nil {
-		next.Zero()
-		return
-	}
-	if r.ss != next {
-		r.ss.Zero()
-	}
+// release ends a reservation, used or not: its secret is zeroed. With
+// endChain the chain is dropped too (the connection's policy caches
+// nothing, TC-27). A chain flushed, evicted or expired meanwhile stays
+// gone.
+func (c *Cache) release(r *reservation, endChain bool) {
+	r.ss.Zero()
 	r.ss = nil
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.cfg.Now()
-	c.expireLocked(now)
-	ch := c.chains[r.chainID]
-	if ch == nil || next == nil {
-		next.Zero()
-		if ch != nil {
-			c.removeLocked(ch)
-		}
-		return
+	if endChain {
+		c.flushChain(r.chainID)
 	}
-	c.setSecretLocked(ch, next)
 }
 
 // setSecretLocked makes ss the chain's next unused secret and precomputes
@@ -349,7 +383,10 @@ func (c *Cache) removeLocked(ch *chain) {
 		c.byPeer[ch.key] = peers
 	}
 	ch.ss.Zero()
-	ch.ss, ch.peerHalves = nil, nil
+	for _, sk := range ch.skipped {
+		sk.ss.Zero()
+	}
+	ch.ss, ch.peerHalves, ch.skipped = nil, nil, nil
 }
 
 // halves splits resume[i] into the half a host that played role in the

@@ -33,7 +33,7 @@ func TestCacheLifetime(t *testing.T) {
 	if r == nil {
 		t.Fatal("no secret before expiry")
 	}
-	c.release(r, r.ss.Next())
+	c.release(r, false)
 	clk.Advance(30 * time.Second)
 	if r := c.takeForOffer("p", kex.X25519, aes128); r != nil {
 		t.Fatal("secret offered after the chain's lifetime")
@@ -63,7 +63,7 @@ func TestCacheBounds(t *testing.T) {
 	if r == nil || !r.ss.Equal(secret(3, 1)) {
 		t.Fatal("newest chain not preferred")
 	}
-	c.release(r, r.ss.Next())
+	c.release(r, false)
 	for i := range 6 {
 		c.add(fmt.Sprint("peer", i), kex.P256, eno.RoleB, schedule.AES128GCM, secret(byte(10+i), 1))
 	}
@@ -80,13 +80,15 @@ func TestCacheBounds(t *testing.T) {
 	}
 }
 
-// TestCacheLookAhead: the passive side recognises resume[i..i+LookAhead]
-// and discards the skipped secrets (digest §20 item 7 decision).
+// TestCacheLookAhead: the passive side recognises resume[i..i+LookAhead];
+// a secret it skipped still matches once, and only the newest LookAhead
+// skipped ones are kept, zeroed when pushed out (digest §20 item 7
+// decision).
 func TestCacheLookAhead(t *testing.T) {
 	c := NewCache(CacheConfig{LookAhead: 2})
 	ss1 := secret(9, 1)
 	chain := []*schedule.SessionSecret{ss1}
-	for range 4 {
+	for range 5 {
 		chain = append(chain, chain[len(chain)-1].Next())
 	}
 	c.add("p", kex.X448, eno.RoleB, schedule.ChaCha20Poly1305, schedule.SessionSecretFromBytes(ss1.Bytes(), 1))
@@ -105,14 +107,21 @@ func TestCacheLookAhead(t *testing.T) {
 	if r == nil || !r.ss.Equal(chain[2]) || r.ss.Index() != 3 || r.origRole != eno.RoleB {
 		t.Fatal("look-ahead match at ss[3] failed")
 	}
-	c.release(r, r.ss.Next())
+	c.release(r, false)
+	// ss[2] was skipped: it matches once, out of order.
+	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[1]), chacha); r == nil || !r.ss.Equal(chain[1]) {
+		t.Fatal("a skipped secret does not match")
+	} else {
+		c.release(r, false)
+	}
 	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[1]), chacha); r != nil {
-		t.Fatal("a skipped secret still matches")
+		t.Fatal("a skipped secret matched twice")
 	}
 	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[3]), chacha); r == nil || r.ss.Index() != 4 {
 		t.Fatal("ss[4] does not match after ss[3] was used")
 	}
-	// Our own half never matches (it is the peer's we look for).
+	// Our own half of the next unused secret, ss[5], never matches (it
+	// is the peer's we look for); the peer's does.
 	id := chain[4].ResumeID()
 	if r := c.takeForAnswer("p", kex.X448, id[ResumeHalfLen:], chacha); r != nil {
 		t.Fatal("our own half matched")
@@ -120,25 +129,108 @@ func TestCacheLookAhead(t *testing.T) {
 	if r := c.takeForAnswer("p", kex.X448, []byte{1, 2, 3}, chacha); r != nil {
 		t.Fatal("short half matched")
 	}
+	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[4]), chacha); r == nil || r.ss.Index() != 5 {
+		t.Fatal("ss[5] does not match")
+	}
+	// Only the newest LookAhead (2) skipped secrets are kept: skipping
+	// ss[6] and ss[7] pushes out ss[1], skipped earlier and never matched.
+	var oldest *schedule.SessionSecret
+	c.mu.Lock()
+	for _, ch := range c.chains {
+		oldest = ch.skipped[0].ss
+	}
+	c.mu.Unlock()
+	for range 2 {
+		chain = append(chain, chain[len(chain)-1].Next())
+	}
+	// Now at ss[6]: match ss[8] (k = 2), skipping ss[6] and ss[7].
+	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[7]), chacha); r == nil || r.ss.Index() != 8 {
+		t.Fatal("ss[8] does not match")
+	}
+	if !isZeroed(oldest) {
+		t.Fatal("a skipped secret pushed out was not zeroed")
+	}
+	if r := c.takeForAnswer("p", kex.X448, peerHalf(chain[0]), chacha); r != nil {
+		t.Fatal("a pushed-out secret matched")
+	}
+	for _, i := range []int{5, 6} {
+		r := c.takeForAnswer("p", kex.X448, peerHalf(chain[i]), chacha)
+		if r == nil || r.ss.Index() != uint64(i+1) {
+			t.Fatalf("skipped ss[%d] does not match", i+1)
+		}
+		c.release(r, false)
+	}
 }
 
-// TestCacheFlushWhileReserved: flushing a chain a connection holds drops
-// the secret the connection gives back (TC-27).
+// TestCacheFlushWhileReserved: flushing a chain while a connection holds
+// a secret taken from it zeroes the chain's next secret at once and the
+// taken one on release; nothing can resume from the chain (TC-27).
 func TestCacheFlushWhileReserved(t *testing.T) {
 	c := NewCache(CacheConfig{})
 	id := c.add("p", kex.X25519, eno.RoleA, schedule.AES128GCM, secret(5, 1))
 	r := c.takeForOffer("p", kex.X25519, aes128)
+	c.mu.Lock()
+	next := c.chains[id].ss
+	c.mu.Unlock()
 	c.flushChain(id)
+	if c.Len() != 0 || !isZeroed(next) {
+		t.Fatal("flushed chain's next secret kept")
+	}
 	used := r.ss
-	next := used.Next()
-	c.release(r, next)
-	if c.Len() != 0 || !isZeroed(next) || !isZeroed(used) {
+	c.release(r, false)
+	if !isZeroed(used) || c.takeForOffer("p", kex.X25519, aes128) != nil {
 		t.Fatal("released secret of a flushed chain kept")
 	}
-	// release(nil, x) just zeroes x.
-	s := secret(6, 1)
-	c.release(nil, s)
-	if !isZeroed(s) {
-		t.Fatal("not zeroed")
+	// endChain drops the chain a secret came from.
+	c.add("p", kex.X25519, eno.RoleA, schedule.AES128GCM, secret(6, 1))
+	c.release(c.takeForOffer("p", kex.X25519, aes128), true)
+	if c.Len() != 0 {
+		t.Fatal("release with endChain kept the chain")
+	}
+}
+
+// TestCacheConcurrentTakes: connections in flight at once each take their
+// own index of one chain, the lowest not yet used (RFC 8548 §3.5, TC-24,
+// TC-25), and the peer recognises their offers in any order within its
+// look-ahead. Before, a secret was held back until its handshake ended,
+// and concurrent connections made fresh key exchanges instead.
+func TestCacheConcurrentTakes(t *testing.T) {
+	ss1 := secret(7, 1)
+	a := NewCache(CacheConfig{})
+	b := NewCache(CacheConfig{})
+	a.add("b", kex.X25519, eno.RoleA, schedule.AES128GCM, schedule.SessionSecretFromBytes(ss1.Bytes(), 1))
+	b.add("a", kex.X25519, eno.RoleB, schedule.AES128GCM, schedule.SessionSecretFromBytes(ss1.Bytes(), 1))
+	want := ss1
+	var offers []*reservation
+	for i := range 3 {
+		r := a.takeForOffer("b", kex.X25519, aes128)
+		if r == nil || r.ss.Index() != uint64(i+1) || !r.ss.Equal(want) {
+			t.Fatalf("offer %d: got %v, want ss[%d]", i, r, i+1)
+		}
+		offers = append(offers, r)
+		want = want.Next()
+	}
+	half := func(r *reservation) []byte {
+		id := r.ss.ResumeID()
+		return id[:ResumeHalfLen] // A's half
+	}
+	// B sees the second offer first: ss[1] is skipped and matches when
+	// its SYN comes.
+	for _, i := range []int{1, 0, 2} {
+		r := b.takeForAnswer("a", kex.X25519, half(offers[i]), aes128)
+		if r == nil || !r.ss.Equal(offers[i].ss) {
+			t.Fatalf("offer %d not recognised", i)
+		}
+		b.release(r, false)
+	}
+	for _, r := range offers {
+		used := r.ss
+		a.release(r, false)
+		if !isZeroed(used) {
+			t.Fatal("released secret not zeroed")
+		}
+	}
+	if a.Len() != 1 || b.Len() != 1 {
+		t.Fatal("chains lost")
 	}
 }

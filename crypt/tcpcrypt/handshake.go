@@ -77,7 +77,7 @@ func (s *Session) handshake(ctx context.Context, stream net.Conn, r eno.Result) 
 	s.mu.Unlock()
 	if err != nil {
 		if use != nil {
-			s.cfg.Cache.release(use.res, use.res.ss.Next())
+			s.cfg.Cache.release(use.res, false)
 		}
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (s *Session) resume(r eno.Result, a *attempt, peerNonce []byte) (*keys, err
 	res := a.res
 	aead, ok := schedule.LookupAEAD(res.aead)
 	if !ok {
-		s.cfg.Cache.release(res, res.ss.Next())
+		s.cfg.Cache.release(res, false)
 		return nil, handshakeErr("internal", "cached AEAD 0x%04x unknown", uint16(res.aead))
 	}
 	// sn[i] = nonce_a | nonce_b, named by the ORIGINAL roles: nonce_a
@@ -169,13 +169,10 @@ func (s *Session) resume(r eno.Result, a *attempt, peerNonce []byte) (*keys, err
 		ssBytes = res.ss.Bytes()
 	}
 	// TC-20: the session ID starts with B's byte, v = 1.
-	sessionID, mk0, next := res.ss.Use(r.TEPByte, sn)
-	if s.cfg.caching(s.policy) {
-		s.cfg.Cache.release(res, next) // TC-23: ss[i+1] cached, ss[i] erased
-	} else {
-		next.Zero()
-		s.cfg.Cache.release(res, nil)
-	}
+	// TC-23: the chain already holds ss[i+1] (Cache.takeLocked); ss[i] is
+	// erased once mk[0] is computed.
+	sessionID, mk0 := res.ss.SessionID(r.TEPByte, sn), res.ss.MasterKey(sn)
+	s.cfg.Cache.release(res, !s.cfg.caching(s.policy))
 	if ssBytes != nil {
 		s.cfg.writeKeyLog(keyLogSS, sessionID, ssBytes)
 		clear(ssBytes)

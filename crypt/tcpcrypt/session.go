@@ -117,7 +117,7 @@ func (s *Session) offerResumption(teps []kex.ID, space int) (*eno.Suboption, []k
 		if _, err := io.ReadFull(s.cfg.state().rand, nonce); err != nil {
 			// No randomness, no nonce: never resume without one (TC-14,
 			// TC-48). The index still counts as used.
-			s.cfg.Cache.release(res, res.ss.Next())
+			s.cfg.Cache.release(res, false)
 			return nil, teps
 		}
 		ours, peer := halves(res.ss.ResumeID(), res.origRole)
@@ -202,7 +202,7 @@ func (s *Session) agree(tep kex.ID, data []byte, nonceLen int) (eno.Suboption, b
 	}
 	nonce := make([]byte, nonceLen)
 	if _, err := io.ReadFull(s.cfg.state().rand, nonce); err != nil {
-		s.cfg.Cache.release(res, res.ss) // unused: put it back
+		s.cfg.Cache.release(res, false)
 		return eno.Suboption{}, false
 	}
 	ours, peer := halves(res.ss.ResumeID(), res.origRole)
@@ -283,12 +283,12 @@ func (a *attempt) matching(subs []eno.Suboption) *eno.Suboption {
 	return nil
 }
 
-// Abandon releases what the session reserved when the connection will not
-// run tcpcrypt (ENO fell back, the connection failed, or the caller gives
-// up before Handshake). A secret we offered counts as used: the chain moves
-// on to ss[i+1] (TC-24). A secret we agreed to as B was never used to
-// encrypt and goes back (§3.5 forbids reuse only of secrets that enabled
-// encryption). Abandon after Handshake does nothing.
+// Abandon releases what the session took from the cache when the
+// connection will not run tcpcrypt (ENO fell back, the connection failed,
+// or the caller gives up before Handshake): the secret is zeroed. Its chain
+// moved past it when it was taken, whether we offered it (TC-24) or agreed
+// to it as B (see Cache.takeForAnswer). Abandon after Handshake does
+// nothing.
 func (s *Session) Abandon() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -302,10 +302,10 @@ func (s *Session) Abandon() {
 // releaseLocked ends every reservation but keep's.
 func (s *Session) releaseLocked(keep *attempt) {
 	if a := s.active; a != nil && a != keep {
-		s.cfg.Cache.release(a.res, a.res.ss.Next())
+		s.cfg.Cache.release(a.res, false)
 	}
 	if p := s.passive; p != nil && p != keep {
-		s.cfg.Cache.release(p.res, p.res.ss)
+		s.cfg.Cache.release(p.res, false)
 	}
 	s.active, s.passive = nil, nil
 }

@@ -448,25 +448,37 @@ func TestTC24_LowestUnusedIndex(t *testing.T) {
 	}
 }
 
-// TestTC25_SingleUse: a secret secures at most one connection: a replayed
-// resumption SYN finds nothing, and a reservation hides the secret from
-// concurrent connections (TC-25).
+// TestTC25_SingleUse: a secret secures at most one connection: a second
+// connection in flight at the same time offers the next secret, and a
+// replayed resumption SYN finds nothing (TC-25).
 func TestTC25_SingleUse(t *testing.T) {
 	checkLeaks(t)
 	cfgA, cfgB := resumeConfigs()
 	connPair(t, cfgA, cfgB, Policy{}, Policy{}, pipeStreams)
 	sa := cfgA.NewSession(host(cfgB), Policy{})
 	syn := eno.SYNOption{Subs: sa.Offer()}
-	// While A's secret is reserved, a second connection offers nothing.
-	if sub := cfgA.NewSession(host(cfgB), Policy{}).Offer(); sub[len(sub)-1].V {
-		t.Fatal("a reserved secret was offered twice")
+	// While A's first offer is in flight, a second connection offers
+	// ss[2], not ss[1] again.
+	sa2 := cfgA.NewSession(host(cfgB), Policy{})
+	syn2 := eno.SYNOption{Subs: sa2.Offer()}
+	r1, r2 := syn.Subs[len(syn.Subs)-1], syn2.Subs[len(syn2.Subs)-1]
+	if !r1.V || !r2.V || bytes.Equal(r1.Data[:ResumeHalfLen], r2.Data[:ResumeHalfLen]) {
+		t.Fatal("concurrent connections offered the same secret")
 	}
 	sb := cfgB.NewSession(host(cfgA), Policy{})
 	if ans := sb.Answer(syn); !ans[0].V {
 		t.Fatal("B did not resume")
 	}
-	// A replay of the same SYN while B's secret is reserved: fresh.
+	// The second connection resumes too, with its own session ID.
 	sb2 := cfgB.NewSession(host(cfgA), Policy{})
+	ra2, rb2 := resumedResults(t, sa2, sb2, syn2.Subs, sb2.Answer(syn2))
+	a2, b2 := pipeStreams(t)
+	ca2, cb2, errA, errB := runHandshakes(t, sa2, sb2, ra2, rb2, a2, b2)
+	if errA != nil || errB != nil || !ca2.Resumed() || !cb2.Resumed() {
+		t.Fatal("second concurrent connection did not resume", errA, errB)
+	}
+	// A replay of the first SYN once B took its secret: fresh.
+	sb2 = cfgB.NewSession(host(cfgA), Policy{})
 	if ans := sb2.Answer(syn); ans[0].V {
 		t.Fatal("B agreed twice to one secret")
 	}
@@ -477,6 +489,9 @@ func TestTC25_SingleUse(t *testing.T) {
 	ca, cb, errA, errB := runHandshakes(t, sa, sb, ra, rb, a, b)
 	if errA != nil || errB != nil || !ca.Resumed() || !cb.Resumed() {
 		t.Fatal(errA, errB)
+	}
+	if bytes.Equal(ca.SessionID(), ca2.SessionID()) {
+		t.Fatal("two connections share a session ID")
 	}
 	sb3 := cfgB.NewSession(host(cfgA), Policy{})
 	if ans := sb3.Answer(syn); ans[0].V {
@@ -510,10 +525,11 @@ func resumedResults(t testing.TB, sa, sb *Session, aSubs, bSubs []eno.Suboption)
 	return ra, rb
 }
 
-// TestTC25_AbandonedAnswerGoesBack: B's reservation for a connection that
-// never completes goes back unused (it never enabled encryption), and A's
-// offered index counts as used (TC-24, TC-25).
-func TestTC25_AbandonedAnswerGoesBack(t *testing.T) {
+// TestTC25_AbandonedAnswerCountsAsUsed: a secret B agreed to for a
+// connection that never completes is gone, like the index A offered
+// (TC-24, TC-25; Cache.takeForAnswer), and the next connection resumes
+// with ss[2].
+func TestTC25_AbandonedAnswerCountsAsUsed(t *testing.T) {
 	checkLeaks(t)
 	cfgA, cfgB := resumeConfigs()
 	connPair(t, cfgA, cfgB, Policy{}, Policy{}, pipeStreams)
@@ -523,8 +539,8 @@ func TestTC25_AbandonedAnswerGoesBack(t *testing.T) {
 	}
 	sa.Abandon()
 	sb.Abandon()
-	if got := chainSecret(t, cfgB.Cache).Index(); got != 1 {
-		t.Fatalf("B's chain at ss[%d] after abandon, want ss[1] back", got)
+	if got := chainSecret(t, cfgB.Cache).Index(); got != 2 {
+		t.Fatalf("B's chain at ss[%d] after abandon, want ss[2]", got)
 	}
 	if got := chainSecret(t, cfgA.Cache).Index(); got != 2 {
 		t.Fatalf("A's chain at ss[%d] after abandon, want ss[2]", got)
