@@ -184,6 +184,8 @@ type tcpStream struct {
 	// writeSize is the largest write gVisor sends as one packet on this
 	// connection (see writeSizes); 0 when there is no such limit.
 	writeSize int
+	// work runs a suspended relay direction when it wakes up.
+	work *workers
 }
 
 // dropTimeWait resets the endpoint if it is in TIME-WAIT now, or once it
@@ -233,11 +235,11 @@ func (w *wakeup) fire() {
 	if !w.fired.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	w.t.work.Go(func() {
 		w.t.pending.CompareAndSwap(w, nil)
 		w.t.wq.EventUnregister(&w.entry)
 		w.resume()
-	}()
+	})
 }
 
 // suspend arms a wakeup for resume and reports tcpcrypt.ErrSuspended, or
@@ -262,8 +264,8 @@ func (t *tcpStream) suspend(idle, resume func()) error {
 
 // newTCPStream wraps ep. writeSize is the largest write that leaves as one
 // packet (see writeSizes; 0: no limit).
-func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue, writeSize int) *tcpStream {
-	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, writeSize: writeSize}
+func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue, writeSize int, work *workers) *tcpStream {
+	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, writeSize: writeSize, work: work}
 }
 
 // Close closes the connection and fires a suspended relay direction's

@@ -112,7 +112,7 @@ func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*
 		s.observeHandshake(dst.Addr(), f)
 	}
 	c := &Conn{
-		stream: newTCPStream(ep, &wq, s.writes.forAddr(id.RemoteAddress)),
+		stream: newTCPStream(ep, &wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: mode},
 		id:     flowID{Local: netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort).String(), Remote: dst.String()},
 	}

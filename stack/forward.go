@@ -177,7 +177,9 @@ func (f *Forwarder) abortWhere(match func(gvstack.TransportEndpointID) bool) {
 	}
 }
 
-// handle runs on gVisor's goroutine for one SYN.
+// handle runs on the goroutine gVisor starts for each SYN. The work, deep
+// into both handshakes, goes to one of the stack's workers, whose stack has
+// already grown (see workers).
 func (f *Forwarder) handle(r *tcp.ForwarderRequest) {
 	f.mu.Lock()
 	if f.closed {
@@ -187,10 +189,12 @@ func (f *Forwarder) handle(r *tcp.ForwarderRequest) {
 	}
 	f.wg.Add(1)
 	f.mu.Unlock()
-	defer f.wg.Done()
-	if err := f.forward(r); err != nil {
-		f.st.log.Debug("forward", "err", err)
-	}
+	f.st.work.Go(func() {
+		defer f.wg.Done()
+		if err := f.forward(r); err != nil {
+			f.st.log.Debug("forward", "err", err)
+		}
+	})
 }
 
 func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
@@ -257,7 +261,7 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		return err
 	}
 	r.Complete(false)
-	inner := &Conn{stream: newTCPStream(ep, &wq, s.writes.forPeer(client.Addr().Unmap().Is6())), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
+	inner := &Conn{stream: newTCPStream(ep, &wq, s.writes.forPeer(client.Addr().Unmap().Is6()), s.work), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
 	inner.Conn = inner.stream
 	inner.stream.noTimeWait = true // see tcpStream.dropTimeWait
 	inner.id = flowID{Local: dst.String(), Remote: client.String()}

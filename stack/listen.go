@@ -235,7 +235,7 @@ func (l *Listener) acceptLoop() {
 			return
 		}
 		l.wg.Add(1)
-		go l.settle(nep, nwq)
+		l.st.work.Go(func() { l.settle(nep, nwq) })
 	}
 }
 
@@ -251,7 +251,7 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 		id = info.ID
 	}
 	c := &Conn{
-		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress)),
+		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
 		id: flowID{
 			Local:  netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort).String(),

@@ -194,8 +194,8 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 			c.setResume(d.run)
 		}
 	}
-	go in2out()
-	go out2in()
+	s.work.Go(in2out)
+	s.work.Go(out2in)
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst. It

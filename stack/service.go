@@ -89,7 +89,7 @@ func (sv *Service) acceptLoop() {
 			return
 		}
 		sv.wg.Add(1)
-		go sv.serve(c)
+		sv.st.work.Go(func() { sv.serve(c) })
 	}
 }
 

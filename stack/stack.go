@@ -110,6 +110,7 @@ type Stack struct {
 	flows    *flowTable // nil when Options.NoENO
 	writes   writeSizes // largest one-packet writes, from the link
 	rtts     *peerRTTs  // round-trip times per peer, for SACKMinRTT
+	work     *workers   // goroutines for per-connection tasks
 	counters Counters
 	log      *slog.Logger
 	opts     Options
@@ -145,6 +146,7 @@ func New(o Options) (*Stack, error) {
 		table:     newTable(),
 		writes:    newWriteSizes(o.Link),
 		rtts:      newPeerRTTs(o.SACKMinRTT, o.Now),
+		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -381,6 +383,7 @@ func (s *Stack) Close() error {
 		if s.flows != nil {
 			s.flows.clear()
 		}
+		s.work.close()
 	})
 	return nil
 }

@@ -231,6 +231,8 @@ func figureDefs(o options) []Figure {
 			Method: "Packets the setup's processes read from and wrote to their TUN devices (kernel counters, both sides, both directions; a GSO super-packet counts once) during each bulk run of the four above, per 10^6 application bytes. Each is a system call and a trip through the kernel's stack."},
 		{ID: "connrate", Title: "New connections per second", Unit: "conn/s", HigherIsBetter: true, Baselines: []string{"kernel", "tls13-relay", "relay-plain"},
 			Method: fmt.Sprintf("%d concurrent loops of: connect, 1 byte each way, backend closes, client closes; for %v per run.", o.rateWorkers, o.rateDuration)},
+		{ID: "conn-cpu", Title: "CPU time of the setup's processes per new connection", Unit: "µs", Baselines: []string{"tls13-relay", "relay-plain"},
+			Method: "user+sys time of the setup's processes (both sides) during each connection-rate run, divided by the connections made; kernel TCP has no process. Less noisy than the rate on a shared machine: it does not depend on what else runs."},
 		{ID: "ttfb", Title: fmt.Sprintf("Time to first response byte, %v one-way delay", o.delay), Unit: "ms", Baselines: []string{"kernel", "tls13-relay"},
 			Method: fmt.Sprintf("From the start of connect to the first byte of the answer to a 100-byte request; the router's userspace impairment bridge delays every frame by %v each way; a run's value is the median of %d sequential connections.", o.delay, o.ttfbSamples)},
 		{ID: "rss-per-conn-laptop", Title: "Memory per idle relayed connection, laptop side", Unit: "KiB", Baselines: []string{"relay-plain", "tls13-relay"},
@@ -646,6 +648,7 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 			b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
 		}
 		tun0, terr := readTUNs(s)
+		cpu0, cerr := procsStat(s.Procs())
 		d, _ := s.(*daemonSetup)
 		var f0, r0 uint64
 		var herr error
@@ -654,6 +657,10 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 		}
 		rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
 		failed += nfail
+		cpu1, cerr2 := procsStat(s.Procs())
+		if n := rate * b.o.rateDuration.Seconds(); err == nil && cerr == nil && cerr2 == nil && len(s.Procs()) > 0 && n > 0 {
+			b.add("conn-cpu", spec.connrate, 1e6*float64(cpuTicks(cpu1)-cpuTicks(cpu0))/clockTicks/n)
+		}
 		if d != nil && herr == nil && err == nil {
 			if f1, r1, herr := d.handshakes(); herr == nil && f1+r1 > f0+r0 {
 				b.logf("  connrate run %d: laptop handshakes %d fresh, %d resumed (%.0f%% resumed)", r+1,
