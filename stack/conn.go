@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,10 @@ func (c *Conn) setResume(f func()) { c.stream.setResume(f) }
 // WaitRead implements tcpcrypt.ReadWaiter for a plain connection (the relay
 // uses tcpcrypt.Conn's WriteTo for an encrypted one).
 func (c *Conn) WaitRead(idle func()) error { return c.stream.WaitRead(idle) }
+
+// PeekEOF implements tcpcrypt.EOFPeeker for a plain connection (the relay
+// reads it into tcpcrypt.Conn.ReadFromAndClose).
+func (c *Conn) PeekEOF() bool { return c.tc == nil && c.stream.PeekEOF() }
 
 // CloseRead shuts down the reading side of the TCP connection.
 func (c *Conn) CloseRead() error { return c.stream.CloseRead() }
@@ -299,6 +304,17 @@ func (t *tcpStream) WaitRead(idle func()) error {
 		return t.suspend(idle, *r)
 	}
 	return nil // not suspendable: the caller's Read blocks, buffer in hand
+}
+
+var _ tcpcrypt.EOFPeeker = (*tcpStream)(nil)
+
+// PeekEOF implements tcpcrypt.EOFPeeker: a one-byte peek that consumes
+// nothing tells data waiting from the peer's FIN with nothing left.
+func (t *tcpStream) PeekEOF() bool {
+	w := tcpip.LimitedWriter{W: io.Discard, N: 1}
+	_, err := t.ep.Read(&w, tcpip.ReadOptions{Peek: true})
+	_, eof := err.(*tcpip.ErrClosedForReceive)
+	return eof
 }
 
 // SetLinger sets SO_LINGER like (*net.TCPConn).SetLinger: sec < 0 turns it

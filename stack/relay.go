@@ -101,6 +101,29 @@ func (l *netLeg) WaitRead(idle func()) error {
 	return nil
 }
 
+// PeekEOF implements tcpcrypt.EOFPeeker for kernel sockets with a
+// non-blocking one-byte peek. Data waiting counts as a full read, so the
+// WaitRead that follows skips its own peek.
+func (l *netLeg) PeekEOF() bool {
+	sc, ok := l.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var one [1]byte
+	eof := false
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		eof = n == 0 && err == nil
+		l.lastFull = n > 0
+		return true
+	})
+	return eof
+}
+
 // Abort resets the connection where it can (SO_LINGER 0), else closes it.
 func (l *netLeg) Abort() {
 	if sl, ok := l.Conn.(interface{ SetLinger(int) error }); ok {
@@ -206,10 +229,12 @@ func copyHalf(dst, src relayLeg, n *atomic.Uint64) error {
 	switch {
 	case isTCPCrypt(dst):
 		// Towards a tcpcrypt leg, let it read straight into its frames
-		// (tcpcrypt.Conn.ReadFrom): no copy besides the AEAD's.
-		if _, err := dst.(*Conn).tc.ReadFrom(countingReader{src, n}); err != nil {
+		// (tcpcrypt.Conn.ReadFromAndClose): no copy besides the AEAD's,
+		// and FINp on the last data frame when src's FIN came with it.
+		if _, err := dst.(*Conn).tc.ReadFromAndClose(countingReader{src, n}); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
+		return nil
 	case isTCPCrypt(src):
 		// From a tcpcrypt leg, frames are opened in place and written to
 		// dst from the receive buffer (tcpcrypt.Conn.WriteTo).
@@ -287,6 +312,12 @@ func (c countingReader) Read(b []byte) (int, error) {
 	m, err := c.r.Read(b)
 	c.n.Add(uint64(m))
 	return m, err
+}
+
+// PeekEOF implements tcpcrypt.EOFPeeker when the reader does.
+func (c countingReader) PeekEOF() bool {
+	p, ok := c.r.(tcpcrypt.EOFPeeker)
+	return ok && p.PeekEOF()
 }
 
 // WaitRead implements tcpcrypt.ReadWaiter when the reader does; otherwise

@@ -19,6 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
 )
 
@@ -623,4 +624,59 @@ func TestForwarderAcceptTimeout(t *testing.T) {
 		t.Errorf("outer leg ended after %v; AcceptTimeout is 300ms", d)
 	}
 	waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "the connection table to empty")
+}
+
+// PeekEOF (tcpcrypt.EOFPeeker) on both kinds of relay source, a connection
+// of our stack and a kernel socket: false while nothing has come or data
+// waits, true once the peer's FIN is all that is left; it consumes nothing.
+// The relay uses it to put FINp on the frame with a response's last bytes.
+func TestPeekEOF(t *testing.T) {
+	check := func(t *testing.T, src interface {
+		io.Reader
+		tcpcrypt.EOFPeeker
+	}, write func([]byte), closeWrite func()) {
+		t.Helper()
+		if src.PeekEOF() {
+			t.Fatal("EOF before anything came")
+		}
+		write([]byte("ab"))
+		closeWrite()
+		// The FIN follows the data: until it is in, data waits.
+		time.Sleep(20 * time.Millisecond)
+		if src.PeekEOF() {
+			t.Fatal("EOF with data waiting")
+		}
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(src, buf); err != nil || string(buf) != "ab" {
+			t.Fatalf("read %q, %v: the peek consumed data", buf, err)
+		}
+		waitFor(t, src.PeekEOF, "PeekEOF after the FIN")
+		if n, err := src.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("Read after PeekEOF = %d, %v; want io.EOF", n, err)
+		}
+	}
+	t.Run("stack", func(t *testing.T) {
+		p := newPair(t, pairOpts{})
+		plain := &Policy{Default: eno.ModeOff}
+		client, server := dialAccept(t, p, false, 99, plain, plain)
+		check(t, server, func(b []byte) { client.Write(b) }, func() { client.CloseWrite() })
+	})
+	t.Run("kernel", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Skipf("no loopback TCP: %v", err)
+		}
+		defer ln.Close()
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close()
+		check(t, &netLeg{Conn: server}, func(b []byte) { client.Write(b) }, func() { client.(*net.TCPConn).CloseWrite() })
+	})
 }

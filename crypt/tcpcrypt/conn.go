@@ -465,7 +465,24 @@ const readFromMinBuf = 4 << 10
 // The read from r happens without the write lock (a rekey answer owed to
 // the peer must never wait for r), into a buffer private to this call;
 // the lock is taken only to seal and send.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) { return c.readFrom(r, false) }
+
+// ReadFromAndClose is ReadFrom followed by CloseWrite, with one frame fewer
+// when it can: if r's last read ends it (it returns data with io.EOF, or r
+// is an EOFPeeker that reports its end right after a short read), the
+// frame carrying those bytes has FINp set (RFC 8548 §3.7: FINp on the last
+// frame, TC-31) instead of an empty FINp frame following it. A response
+// followed by close then costs one segment less. The TCP FIN follows as
+// with CloseWrite.
+func (c *Conn) ReadFromAndClose(r io.Reader) (int64, error) {
+	n, err := c.readFrom(r, true)
+	if err != nil {
+		return n, err
+	}
+	return n, c.CloseWrite()
+}
+
+func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 	off := frame.DataOffset(false)
 	// Room for the frame and for empty rekey frames the sealer may owe.
 	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
@@ -477,6 +494,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// goes back to the pool: frames are sealed in place.
 	var buf []byte
 	rw, _ := r.(ReadWaiter)
+	peeker, _ := r.(EOFPeeker)
 	release := func() {
 		if buf != nil {
 			putBuf(buf)
@@ -496,13 +514,19 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 		}
 		m, rerr := r.Read(buf[off : off+size])
 		if m > 0 {
-			done, err := c.sealFromLocked(buf, m)
+			// A short read drained r: if its end is already there, FINp
+			// rides on this frame.
+			fin := closing && (errors.Is(rerr, io.EOF) || rerr == nil && m < size && peeker != nil && peeker.PeekEOF())
+			done, err := c.sealFromLocked(buf, m, fin)
 			total += int64(done)
 			if err != nil {
 				// Sealed bytes may still be pending in buf (see
 				// sealFromLocked): it must not be reused.
 				buf = nil
 				return total, err
+			}
+			if fin {
+				return total, nil
 			}
 			if m == size && size < c.maxData {
 				size = min(2*size, c.maxData)
@@ -520,8 +544,9 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // sealFromLocked takes the write lock and sends the m bytes the caller
-// placed at buf[frame.DataOffset(false):] as one frame sealed in place.
-func (c *Conn) sealFromLocked(buf []byte, m int) (int, error) {
+// placed at buf[frame.DataOffset(false):] as one frame sealed in place,
+// with FINp if fin (then nothing can be sent after it, and the keys go).
+func (c *Conn) sealFromLocked(buf []byte, m int, fin bool) (int, error) {
 	c.out.Lock()
 	defer c.unlockOut()
 	if err := c.outErrLocked(); err != nil {
@@ -539,7 +564,7 @@ func (c *Conn) sealFromLocked(buf []byte, m int) (int, error) {
 		c.localGen.Store(c.out.seal.Generation())
 	}
 	off := frame.DataOffset(false)
-	sealed, err := c.out.seal.Seal(buf[:0], buf[off:off+m], false, nil)
+	sealed, err := c.out.seal.Seal(buf[:0], buf[off:off+m], fin, nil)
 	if err != nil {
 		c.out.err = fmt.Errorf("tcpcrypt: sealing frame: %w", err)
 		return 0, c.out.err
@@ -548,7 +573,12 @@ func (c *Conn) sealFromLocked(buf []byte, m int) (int, error) {
 	// error, so that buffer is never reused while bytes are pending.
 	c.out.pend = sealed
 	c.localGen.Store(c.out.seal.Generation())
-	return m, c.flushLocked()
+	err = c.flushLocked()
+	if fin {
+		c.out.fin = true
+		c.out.seal.Zero() // nothing follows FINp (TC-38)
+	}
+	return m, err
 }
 
 // sealAndSendLocked seals one frame and writes it.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
+	"testing/iotest"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
 )
@@ -158,4 +160,68 @@ func TestWriteToCoalesceStopsAtBadFrame(t *testing.T) {
 	if got.String() != "onetwo" {
 		t.Fatalf("WriteTo delivered %q; want \"onetwo\"", got.String())
 	}
+}
+
+// peekEnd is a source that tells when it has nothing left (EOFPeeker).
+type peekEnd struct{ r *bytes.Reader }
+
+func (p *peekEnd) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (p *peekEnd) PeekEOF() bool              { return p.r.Len() == 0 }
+
+// ReadFromAndClose puts FINp on the frame with the source's last bytes when
+// the source's end is known with them (an EOFPeeker, or data returned with
+// io.EOF), so a response followed by close is one frame; otherwise an empty
+// FINp frame follows as with CloseWrite. Either way the peer reads every
+// byte and a clean end (TC-31). ReadFrom never sets FINp.
+func TestReadFromAndCloseFINOnLastFrame(t *testing.T) {
+	msg := []byte("one response, then close")
+	for _, tc := range []struct {
+		name   string
+		src    func() io.Reader
+		frames int
+	}{
+		{"peeker", func() io.Reader { return &peekEnd{bytes.NewReader(msg)} }, 1},
+		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(msg)) }, 1},
+		{"end not known", func() io.Reader { return bytes.NewReader(msg) }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rec *recConn
+			ca, cb := connPair(t, &Config{}, &Config{}, Policy{}, Policy{}, recordA(&rec))
+			init1 := len(rec.bytes())
+			done := make(chan error, 1)
+			var got []byte
+			go func() {
+				var err error
+				got, err = io.ReadAll(cb)
+				done <- err
+			}()
+			if n, err := ca.ReadFromAndClose(tc.src()); err != nil || n != int64(len(msg)) {
+				t.Fatalf("ReadFromAndClose = %d, %v", n, err)
+			}
+			if err := <-done; err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("peer read %q, %v; want %q and a clean end", got, err, msg)
+			}
+			if lens := frameLens(t, rec.bytes()[init1:]); len(lens) != tc.frames {
+				t.Fatalf("%d frames %v, want %d", len(lens), lens, tc.frames)
+			}
+			if _, err := ca.Write([]byte("x")); !errors.Is(err, ErrWriteClosed) {
+				t.Fatalf("Write after ReadFromAndClose: %v, want ErrWriteClosed", err)
+			}
+		})
+	}
+	t.Run("ReadFrom", func(t *testing.T) {
+		ca, cb := connPair(t, &Config{}, &Config{}, Policy{}, Policy{}, tcpStreams)
+		if _, err := ca.ReadFrom(&peekEnd{bytes.NewReader(msg)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ca.Write(msg); err != nil {
+			t.Fatalf("Write after ReadFrom: %v", err)
+		}
+		if err := ca.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(cb); err != nil || !bytes.Equal(got, append(slices.Clone(msg), msg...)) {
+			t.Fatalf("peer read %q, %v", got, err)
+		}
+	})
 }

@@ -30,6 +30,14 @@ type ReadWaiter interface {
 // uses it to park an idle connection without a goroutine.
 var ErrSuspended = errors.New("tcpcrypt: read wait suspended")
 
+// EOFPeeker is a source for ReadFromAndClose that can tell, without
+// blocking and without consuming anything, that it has reached its end.
+type EOFPeeker interface {
+	// PeekEOF reports whether the next Read would return io.EOF at once.
+	// False when more data is waiting, may still come, or it cannot tell.
+	PeekEOF() bool
+}
+
 // Buffers of ReadFrom and of the receive side, pooled by capacity so that
 // connections that go idle return theirs and busy ones do not allocate. Only
 // a few capacities occur (powers of two from 4 KiB, and the largest frame
