@@ -38,6 +38,13 @@ func Dial(ctx context.Context, s *Stack, src, dst netip.AddrPort, p *Policy) (*C
 // The local port is bound before the SYN is sent, so the shim knows the
 // connection's 4-tuple (and its negotiator) when the SYN leaves.
 func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*Conn, error) {
+	return s.dial(ctx, src, dst, p, nil)
+}
+
+// dial is Dial; encrypting, if non-nil, is called once TCP's handshake is
+// done and ENO has enabled tcpcrypt, as the tcpcrypt handshake starts (see
+// Forwarder.forward).
+func (s *Stack) dial(ctx context.Context, src, dst netip.AddrPort, p *Policy, encrypting func()) (*Conn, error) {
 	mode := p.ModeFor(dst.Addr(), dst.Port())
 	if mode == eno.ModeRequired && s.shim == nil {
 		return nil, &RefusedError{Reason: eno.ReasonLocal, Detail: "stack has no ENO shim"}
@@ -123,7 +130,7 @@ func (s *Stack) Dial(ctx context.Context, src, dst netip.AddrPort, p *Policy) (*
 		return c, nil
 	}
 	c.release = func() { s.flows.remove(f) }
-	if err := s.secure(ctx, c, f, sess); err != nil {
+	if err := s.secure(ctx, c, f, sess, encrypting); err != nil {
 		return nil, opErr("dial", err)
 	}
 	return c, nil
@@ -172,8 +179,9 @@ func (s *Stack) activeSpec(mode eno.Mode, peer netip.Addr) (flowSpec, *tcpcrypt.
 // secure settles a connection whose TCP handshake is done: it waits for the
 // flow's ENO outcome, then runs tcpcrypt (Enabled), keeps it plain
 // (Disabled, opportunistic) or resets it (Disabled, required). On error c
-// has been reset and its flow released.
-func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Session) error {
+// has been reset and its flow released. encrypting, if non-nil, is called
+// as the tcpcrypt handshake starts.
+func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Session, encrypting func()) error {
 	settle := time.NewTimer(settleTimeout)
 	defer settle.Stop()
 	select {
@@ -214,6 +222,9 @@ func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Ses
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
+	if encrypting != nil {
+		encrypting()
+	}
 	tc, err := sess.Handshake(hctx, c.stream, res)
 	if err != nil {
 		// Handshake has already reset the stream (RFC 8548 §3.3).

@@ -217,16 +217,64 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	if dst.Addr().Is6() {
 		src = f.opts.Egress6
 	}
+	// The outer dial runs on a worker. Once its TCP handshake is done and
+	// ENO has enabled tcpcrypt, the inner handshake goes on while
+	// tcpcrypt's runs: a fresh key exchange is a round trip (Init1, Init2),
+	// and the application's first bytes then wait in the inner connection
+	// instead of its handshake and first write following that round trip.
+	// Until then the inner SYN stays unanswered, so a refused or failed
+	// outer connection is refused to the application too.
 	ctx, cancel := context.WithTimeout(f.ctx, f.opts.DialTimeout)
-	outer, err := s.Dial(ctx, netip.AddrPortFrom(src, 0), dst, f.opts.Policy)
-	cancel()
-	if err != nil {
-		err = fmt.Errorf("outer dial %v: %w", dst, err)
-		s.finish(e, err)
-		r.Complete(true) // RST: the application sees a refusal, as without us
-		return err
+	defer cancel()
+	type dialed struct {
+		c   *Conn
+		err error
 	}
-	s.table.setOuter(e, tupleOf(outer), outer.Negotiation())
+	dialDone := make(chan dialed, 1)
+	encrypting := make(chan struct{})
+	s.work.Go(func() {
+		c, err := s.dial(ctx, netip.AddrPortFrom(src, 0), dst, f.opts.Policy, func() { close(encrypting) })
+		dialDone <- dialed{c, err}
+	})
+	var (
+		outer    *Conn
+		outerErr error
+		dialEnd  bool
+	)
+	end := func(d dialed) {
+		dialEnd, outer, outerErr = true, d.c, d.err
+		if outerErr != nil {
+			outerErr = fmt.Errorf("outer dial %v: %w", dst, outerErr)
+		} else {
+			s.table.setOuter(e, tupleOf(outer), outer.Negotiation())
+		}
+	}
+	// waitOuter waits for the end of the dial: nil with outer set, or the
+	// dial's error.
+	waitOuter := func() error {
+		if !dialEnd {
+			end(<-dialDone)
+		}
+		return outerErr
+	}
+	select {
+	case <-encrypting:
+	case d := <-dialDone:
+		end(d)
+		if err := waitOuter(); err != nil {
+			s.finish(e, err)
+			r.Complete(true) // RST: the application sees a refusal, as without us
+			return err
+		}
+	}
+	// abortOuter gives up on the outer leg, whether it stands or is still
+	// in its tcpcrypt handshake.
+	abortOuter := func() {
+		cancel()
+		if waitOuter() == nil {
+			outer.Abort()
+		}
+	}
 
 	var wq waiter.Queue
 	f.mu.Lock()
@@ -234,7 +282,7 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		f.mu.Unlock()
 		s.finish(e, errors.New("forwarder closed"))
 		r.Complete(true)
-		outer.Abort()
+		abortOuter()
 		return nil
 	}
 	f.accepting[id] = struct{}{}
@@ -257,10 +305,18 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		err := fmt.Errorf("inner endpoint for %v: %s", client, terr)
 		s.finish(e, err)
 		r.Complete(true)
-		outer.Abort()
+		abortOuter()
 		return err
 	}
 	r.Complete(false)
+	if err := waitOuter(); err != nil {
+		// The tcpcrypt handshake failed after the inner one: the
+		// application sees a reset instead of a refusal.
+		ep.Abort()
+		ep.Close()
+		s.finish(e, err)
+		return err
+	}
 	inner := &Conn{stream: newTCPStream(ep, &wq, s.writes.forPeer(client.Addr().Unmap().Is6()), s.work), neg: Negotiation{Mode: eno.ModeOff, Reason: eno.ReasonPolicyOff}}
 	inner.Conn = inner.stream
 	inner.stream.noTimeWait = true // see tcpStream.dropTimeWait

@@ -283,7 +283,7 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
-	if err := s.secure(l.ctx, c, f, sess); err != nil {
+	if err := s.secure(l.ctx, c, f, sess, nil); err != nil {
 		s.log.Debug("inbound connection dropped", "conn", c.id.Remote, "err", err)
 		return
 	}

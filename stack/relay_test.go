@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -679,4 +680,91 @@ func TestPeekEOF(t *testing.T) {
 		defer server.Close()
 		check(t, &netLeg{Conn: server}, func(b []byte) { client.Write(b) }, func() { client.(*net.TCPConn).CloseWrite() })
 	})
+}
+
+// isInit2 reports a segment whose payload starts with an Init2 message
+// (RFC 8548 §4.1 magic).
+func isInit2(s wiretest.Segment) bool {
+	return bytes.HasPrefix(s.Payload, []byte{0x09, 0x71, 0x05, 0xe0})
+}
+
+// The forwarder completes the application's (inner) handshake while the
+// outer leg's fresh key exchange is still in flight: with the server's
+// Init2 held on the wire, the application's connect returns and its request
+// waits in the inner connection; it crosses encrypted once Init2 arrives.
+// Before, the inner SYN waited for the whole tcpcrypt handshake, a round
+// trip more before the application could even send.
+func TestForwarderInnerHandshakeDuringKeyExchange(t *testing.T) {
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	hold := func(p *wiretest.Packet) wiretest.Verdict {
+		if s, ok := wiretest.ParseTCP(p.Data); ok && isInit2(s) {
+			<-release // the S -> F pump waits: everything behind Init2 waits too
+		}
+		return wiretest.Verdict{}
+	}
+	tr := newTrio(t, true, ForwarderOptions{}, hold)
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	l, err := tr.s.Listen(addrS4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := serveOnce(t, l, []byte("reply"))
+
+	c, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+	if err != nil {
+		t.Fatalf("connect did not complete while Init2 was held: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if l := tr.f.Table().List(); len(l) != 1 || l[0].Encrypted {
+		t.Fatalf("table while the key exchange runs: %+v", l)
+	}
+	releaseOnce.Do(func() { close(release) })
+	resp, err := io.ReadAll(c)
+	if err != nil || string(resp) != "reply" {
+		t.Fatalf("response %q, %v", resp, err)
+	}
+	if sv := <-got; sv.err != nil || string(sv.req) != "request" || !sv.neg.Encrypted {
+		t.Fatalf("server: %+v", sv)
+	}
+}
+
+// A tcpcrypt handshake that fails after the inner handshake (here a
+// corrupted Init2) resets the application's connection: it never sees
+// plaintext go out, and the forwarder keeps nothing.
+func TestForwarderHandshakeFailureResetsInner(t *testing.T) {
+	tr := newTrio(t, true, ForwarderOptions{}, wiretest.FlipPayloadBit(isInit2, 0, 0))
+	l, err := tr.s.Listen(addrS4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.AcceptConn(ctxT(t)); err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	c, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrS4, 80), nil)
+	if err != nil {
+		t.Fatalf("connect: %v (the inner handshake completes once the outer leg is up)", err)
+	}
+	defer c.Close()
+	c.Write([]byte("SECRET-REQUEST"))
+	if _, err := io.ReadAll(c); err == nil {
+		t.Fatal("the application's connection ended cleanly after a failed handshake")
+	}
+	for _, s := range tr.capFS.Segments() {
+		if bytes.Contains(s.Payload, []byte("SECRET-REQUEST")) {
+			t.Fatal("plaintext on the outer leg")
+		}
+	}
+	waitFor(t, func() bool { return tr.f.Table().Len() == 0 && tr.f.Flows() == 0 }, "table and flows empty")
 }
