@@ -260,11 +260,10 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	select {
 	case <-encrypting:
 	case d := <-dialDone:
-		end(d)
-		if err := waitOuter(); err != nil {
-			s.finish(e, err)
+		if end(d); outerErr != nil {
+			s.finish(e, outerErr)
 			r.Complete(true) // RST: the application sees a refusal, as without us
-			return err
+			return outerErr
 		}
 	}
 	// abortOuter gives up on the outer leg, whether it stands or is still

@@ -453,6 +453,10 @@ func (c *Conn) writeLocked(b []byte) (int, error) {
 	return n, nil
 }
 
+// peekEOFLimit bounds the bytes a ReadFromAndClose call moves while it
+// still asks its source whether the end has come (see readFrom).
+const peekEOFLimit = 64 << 10
+
 // readFromMinBuf is ReadFrom's first read size; the buffer doubles while
 // reads fill it, up to one whole frame, so an idle relayed connection holds
 // little memory and a bulk one gets frames of the maximum size.
@@ -482,6 +486,8 @@ func (c *Conn) ReadFromAndClose(r io.Reader) (int64, error) {
 	return n, c.CloseWrite()
 }
 
+// readFrom is ReadFrom; closing lets it end with FINp on the last data
+// frame (ReadFromAndClose).
 func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 	off := frame.DataOffset(false)
 	// Room for the frame and for empty rekey frames the sealer may owe.
@@ -515,8 +521,11 @@ func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 		m, rerr := r.Read(buf[off : off+size])
 		if m > 0 {
 			// A short read drained r: if its end is already there, FINp
-			// rides on this frame.
-			fin := closing && (errors.Is(rerr, io.EOF) || rerr == nil && m < size && peeker != nil && peeker.PeekEOF())
+			// rides on this frame. Only the first peekEOFLimit bytes of a
+			// call peek (a request or response): a bulk stream would pay
+			// a peek per read for one frame saved at its end.
+			fin := closing && (errors.Is(rerr, io.EOF) ||
+				rerr == nil && m < size && total+int64(m) <= peekEOFLimit && peeker != nil && peeker.PeekEOF())
 			done, err := c.sealFromLocked(buf, m, fin)
 			total += int64(done)
 			if err != nil {

@@ -163,10 +163,18 @@ func TestWriteToCoalesceStopsAtBadFrame(t *testing.T) {
 }
 
 // peekEnd is a source that tells when it has nothing left (EOFPeeker).
-type peekEnd struct{ r *bytes.Reader }
+type peekEnd struct {
+	r    io.Reader     // what Read reads
+	left *bytes.Reader // the data behind r
+}
+
+func newPeekEnd(b []byte, wrap func(io.Reader) io.Reader) *peekEnd {
+	br := bytes.NewReader(b)
+	return &peekEnd{r: wrap(br), left: br}
+}
 
 func (p *peekEnd) Read(b []byte) (int, error) { return p.r.Read(b) }
-func (p *peekEnd) PeekEOF() bool              { return p.r.Len() == 0 }
+func (p *peekEnd) PeekEOF() bool              { return p.left.Len() == 0 }
 
 // ReadFromAndClose puts FINp on the frame with the source's last bytes when
 // the source's end is known with them (an EOFPeeker, or data returned with
@@ -175,14 +183,18 @@ func (p *peekEnd) PeekEOF() bool              { return p.r.Len() == 0 }
 // byte and a clean end (TC-31). ReadFrom never sets FINp.
 func TestReadFromAndCloseFINOnLastFrame(t *testing.T) {
 	msg := []byte("one response, then close")
+	big := pattern(peekEOFLimit + 1000)
 	for _, tc := range []struct {
 		name   string
-		src    func() io.Reader
-		frames int
+		msg    []byte
+		src    func(msg []byte) io.Reader
+		frames int // 0: not checked
 	}{
-		{"peeker", func() io.Reader { return &peekEnd{bytes.NewReader(msg)} }, 1},
-		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(msg)) }, 1},
-		{"end not known", func() io.Reader { return bytes.NewReader(msg) }, 2},
+		{"peeker", msg, func(m []byte) io.Reader { return newPeekEnd(m, func(r io.Reader) io.Reader { return r }) }, 1},
+		{"data with EOF", msg, func(m []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(m)) }, 1},
+		{"end not known", msg, func(m []byte) io.Reader { return bytes.NewReader(m) }, 2},
+		// Past peekEOFLimit a source is not asked: an empty FINp frame ends it.
+		{"peeker, bulk", big, func(m []byte) io.Reader { return newPeekEnd(m, iotest.HalfReader) }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rec *recConn
@@ -195,14 +207,19 @@ func TestReadFromAndCloseFINOnLastFrame(t *testing.T) {
 				got, err = io.ReadAll(cb)
 				done <- err
 			}()
-			if n, err := ca.ReadFromAndClose(tc.src()); err != nil || n != int64(len(msg)) {
+			if n, err := ca.ReadFromAndClose(tc.src(tc.msg)); err != nil || n != int64(len(tc.msg)) {
 				t.Fatalf("ReadFromAndClose = %d, %v", n, err)
 			}
-			if err := <-done; err != nil || !bytes.Equal(got, msg) {
-				t.Fatalf("peer read %q, %v; want %q and a clean end", got, err, msg)
+			if err := <-done; err != nil || !bytes.Equal(got, tc.msg) {
+				t.Fatalf("peer read %d bytes, %v; want %d and a clean end", len(got), err, len(tc.msg))
 			}
-			if lens := frameLens(t, rec.bytes()[init1:]); len(lens) != tc.frames {
+			lens := frameLens(t, rec.bytes()[init1:])
+			if tc.frames != 0 && len(lens) != tc.frames {
 				t.Fatalf("%d frames %v, want %d", len(lens), lens, tc.frames)
+			}
+			empty := frame.DataOffset(false) + 16
+			if wantEmpty := tc.frames != 1; (lens[len(lens)-1] == empty) != wantEmpty {
+				t.Fatalf("frames %v: last one empty %v, want %v", lens, !wantEmpty, wantEmpty)
 			}
 			if _, err := ca.Write([]byte("x")); !errors.Is(err, ErrWriteClosed) {
 				t.Fatalf("Write after ReadFromAndClose: %v, want ErrWriteClosed", err)
@@ -211,7 +228,7 @@ func TestReadFromAndCloseFINOnLastFrame(t *testing.T) {
 	}
 	t.Run("ReadFrom", func(t *testing.T) {
 		ca, cb := connPair(t, &Config{}, &Config{}, Policy{}, Policy{}, tcpStreams)
-		if _, err := ca.ReadFrom(&peekEnd{bytes.NewReader(msg)}); err != nil {
+		if _, err := ca.ReadFrom(newPeekEnd(msg, func(r io.Reader) io.Reader { return r })); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := ca.Write(msg); err != nil {
