@@ -255,6 +255,9 @@ type bench struct {
 	tmp     string
 	selfExe string
 	starts  map[string]int // per setup, for log file names
+	// connFailed counts failed connections per connection-rate row, over
+	// all runs.
+	connFailed map[string]int64
 }
 
 func (b *bench) add(fig, setup string, v float64) {
@@ -314,7 +317,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{o: o, figs: map[string]*Figure{}, tmp: tmp, selfExe: self, starts: map[string]int{}}
+	b := &bench{o: o, figs: map[string]*Figure{}, tmp: tmp, selfExe: self, starts: map[string]int{}, connFailed: map[string]int64{}}
 	b.rep = &Report{Started: time.Now(), Machine: describeMachine()}
 	defs := figureDefs(o)
 	for i := range defs {
@@ -484,17 +487,24 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 	defer be.stop(procStopGrace)
 	needBulk := func(spec setupSpec) bool { return spec.bulk && b.group("bulk") }
 	needRate := func(spec setupSpec) bool { return spec.connrate != "" && b.group("connrate") }
-	b.eachSetup(ctx, tp, "bulk and connection rate",
-		func(spec setupSpec) bool { return needBulk(spec) || needRate(spec) },
-		func(spec setupSpec, s Setup, c *client) error {
-			if needBulk(spec) {
-				b.measureBulk(ctx, spec, s, c)
-			}
-			if needRate(spec) {
-				b.measureRate(ctx, spec, s, c)
-			}
-			return nil
-		})
+	// Rounds: run r of every setup before run r+1 of any, each setup
+	// started afresh. On a shared machine whose speed drifts by a factor
+	// of two over minutes, a setup measured in one block could land
+	// in a slow spell its baselines missed; interleaved, drift spreads
+	// over all setups and the ratios of one report stay comparable.
+	for r := range b.o.runs {
+		b.eachSetup(ctx, tp, fmt.Sprintf("bulk and connection rate, round %d of %d", r+1, b.o.runs),
+			func(spec setupSpec) bool { return needBulk(spec) || needRate(spec) },
+			func(spec setupSpec, s Setup, c *client) error {
+				if needBulk(spec) {
+					b.measureBulk(ctx, spec, s, c, r)
+				}
+				if needRate(spec) {
+					b.measureRate(ctx, spec, s, c, r)
+				}
+				return nil
+			})
+	}
 	// The memory runs come last: their tens of thousands of connections
 	// leave kernel state behind (conntrack entries, the backend's TIME-WAIT
 	// sockets) that would slow whichever setup ran next.
@@ -594,96 +604,131 @@ func (b *bench) failure(what string, err error) {
 	b.notes = append(b.notes, fmt.Sprintf("%s failed: %v", what, err))
 }
 
-func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *client) {
+// measureBulk makes run r (from 0) of the bulk figures on s.
+func (b *bench) measureBulk(ctx context.Context, spec setupSpec, s Setup, c *client, r int) {
 	variants := []struct {
 		fig     string
 		streams int
 		up      bool
 	}{{"bulk-1-up", 1, true}, {"bulk-1-down", 1, false}, {"bulk-8-up", 8, true}, {"bulk-8-down", 8, false}}
-	for r := range b.o.runs {
-		for _, v := range variants {
-			if ctx.Err() != nil {
-				return
-			}
-			if r == 0 {
-				b.profileCPU(ctx, s, spec.name+"-"+v.fig, b.o.bulkDuration)
-			}
-			before, err1 := procsStat(s.Procs())
-			busy0, err2 := machineBusy()
-			tun0, err5 := readTUNs(s)
-			res, err := c.bulk(ctx, s.Target(), v.streams, v.up, b.o.bulkDuration)
-			after, err3 := procsStat(s.Procs())
-			busy1, err4 := machineBusy()
-			tun1, err6 := readTUNs(s)
-			if err == nil {
-				err = errors.Join(err1, err2, err3, err4, err5, err6)
-			}
-			if err != nil || res.Bytes == 0 {
-				b.failure(fmt.Sprintf("%s %s run %d", spec.name, v.fig, r+1), fmt.Errorf("%d bytes: %v", res.Bytes, err))
-				b.add(v.fig, spec.name, math.NaN())
-				continue
-			}
-			b.add(v.fig, spec.name, res.MBps())
-			gib := float64(res.Bytes) / (1 << 30)
-			if len(s.Procs()) > 0 {
-				b.add("cpu-daemon", spec.name, float64(cpuTicks(after)-cpuTicks(before))/clockTicks/gib)
-			}
-			b.add("cpu-machine", spec.name, float64(busy1-busy0)/clockTicks/gib)
-			if u, ok := s.(tunUser); ok {
-				b.add("tun-packets", spec.name, float64(tun1.packetsSince(tun0))/(float64(res.Bytes)/1e6))
-				b.logf("  %s run %d TUN:%s", v.fig, r+1, tun1.describeSince(tun0, u.TUNs()))
-			}
-			b.logf("  %s run %d: %.0f MB/s", v.fig, r+1, res.MBps())
-		}
-	}
-}
-
-func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *client) {
-	var failed int64
-	for r := range b.o.runs {
+	for _, v := range variants {
 		if ctx.Err() != nil {
 			return
 		}
 		if r == 0 {
-			b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
+			b.profileCPU(ctx, s, spec.name+"-"+v.fig, b.o.bulkDuration)
 		}
-		tun0, terr := readTUNs(s)
-		cpu0, cerr := procsStat(s.Procs())
-		d, _ := s.(*daemonSetup)
-		var f0, r0 uint64
-		var herr error
-		if d != nil {
-			f0, r0, herr = d.handshakes()
+		before, err1 := procsStat(s.Procs())
+		busy0, err2 := machineBusy()
+		tun0, err5 := readTUNs(s)
+		res, err := c.bulk(ctx, s.Target(), v.streams, v.up, b.o.bulkDuration)
+		after, err3 := procsStat(s.Procs())
+		busy1, err4 := machineBusy()
+		tun1, err6 := readTUNs(s)
+		if err == nil {
+			err = errors.Join(err1, err2, err3, err4, err5, err6)
 		}
-		rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
-		failed += nfail
-		cpu1, cerr2 := procsStat(s.Procs())
-		if n := rate * b.o.rateDuration.Seconds(); err == nil && cerr == nil && cerr2 == nil && len(s.Procs()) > 0 && n > 0 {
-			b.add("conn-cpu", spec.connrate, 1e6*float64(cpuTicks(cpu1)-cpuTicks(cpu0))/clockTicks/n)
-		}
-		if d != nil && herr == nil && err == nil {
-			if f1, r1, herr := d.handshakes(); herr == nil && f1+r1 > f0+r0 {
-				b.logf("  connrate run %d: laptop handshakes %d fresh, %d resumed (%.0f%% resumed)", r+1,
-					f1-f0, r1-r0, 100*float64(r1-r0)/float64(f1+r1-f0-r0))
-			}
-		}
-		if tun1, terr2 := readTUNs(s); err == nil && terr == nil && terr2 == nil && tun1 != nil {
-			// The diagnosis for the rate: packets each daemon moves through
-			// its TUN device per connection (both legs).
-			n := rate * b.o.rateDuration.Seconds()
-			b.logf("  connrate run %d TUN: %.1f packets per connection;%s", r+1,
-				float64(tun1.packetsSince(tun0))/n, tun1.describeSince(tun0, s.(tunUser).TUNs()))
-		}
-		if err != nil {
-			b.failure(fmt.Sprintf("%s connrate run %d", spec.name, r+1), err)
-			b.add("connrate", spec.connrate, math.NaN())
+		if err != nil || res.Bytes == 0 {
+			b.failure(fmt.Sprintf("%s %s run %d", spec.name, v.fig, r+1), fmt.Errorf("%d bytes: %v", res.Bytes, err))
+			b.add(v.fig, spec.name, math.NaN())
 			continue
 		}
-		b.add("connrate", spec.connrate, rate)
-		b.logf("  connrate run %d: %.0f conn/s (%d failed)", r+1, rate, nfail)
+		b.add(v.fig, spec.name, res.MBps())
+		gib := float64(res.Bytes) / (1 << 30)
+		if len(s.Procs()) > 0 {
+			b.add("cpu-daemon", spec.name, float64(cpuTicks(after)-cpuTicks(before))/clockTicks/gib)
+		}
+		b.add("cpu-machine", spec.name, float64(busy1-busy0)/clockTicks/gib)
+		if u, ok := s.(tunUser); ok {
+			b.add("tun-packets", spec.name, float64(tun1.packetsSince(tun0))/(float64(res.Bytes)/1e6))
+			b.logf("  %s run %d TUN:%s", v.fig, r+1, tun1.describeSince(tun0, u.TUNs()))
+		}
+		b.logf("  %s run %d: %.0f MB/s", v.fig, r+1, res.MBps())
+		b.waitQuiet(s, fmt.Sprintf("%s run %d", v.fig, r+1))
 	}
-	if failed > 0 {
-		b.setNote("connrate", spec.connrate, fmt.Sprintf("%d connections failed", failed))
+}
+
+// Quiet is a setup whose TUN devices moved fewer than quietPackets packets
+// in quietEvery: what a run left behind (a download's backend still
+// writing, a relay still draining) has ended and cannot cost the next
+// run CPU.
+const (
+	quietEvery   = 200 * time.Millisecond
+	quietPackets = 20
+	quietMax     = 10 * time.Second
+)
+
+// waitQuiet waits until s is quiet, at most quietMax, and logs how long
+// that took when it was not at once.
+func (b *bench) waitQuiet(s Setup, after string) {
+	prev, err := readTUNs(s)
+	if err != nil || prev == nil {
+		return
+	}
+	start := time.Now()
+	for time.Since(start) < quietMax {
+		time.Sleep(quietEvery)
+		cur, err := readTUNs(s)
+		if err != nil {
+			return
+		}
+		n := cur.packetsSince(prev)
+		if n < quietPackets {
+			if d := time.Since(start); d > quietEvery {
+				b.logf("  %s: the setup went quiet after %v", after, d.Round(time.Millisecond))
+			}
+			return
+		}
+		b.logf("  %s: still %d TUN packets in %v:%s", after, n, quietEvery, cur.describeSince(prev, s.(tunUser).TUNs()))
+		prev = cur
+	}
+	b.logf("  %s: the setup was not quiet after %v", after, quietMax)
+}
+
+// measureRate makes run r (from 0) of the connection-rate figures on s.
+func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *client, r int) {
+	if ctx.Err() != nil {
+		return
+	}
+	if r == 0 {
+		b.profileCPU(ctx, s, spec.name+"-connrate", b.o.rateDuration)
+	}
+	tun0, terr := readTUNs(s)
+	cpu0, cerr := procsStat(s.Procs())
+	d, _ := s.(*daemonSetup)
+	var f0, r0 uint64
+	var herr error
+	if d != nil {
+		f0, r0, herr = d.handshakes()
+	}
+	rate, nfail, err := c.connRate(ctx, s.Target(), b.o.rateWorkers, b.o.rateDuration)
+	b.connFailed[spec.connrate] += nfail
+	cpu1, cerr2 := procsStat(s.Procs())
+	if n := rate * b.o.rateDuration.Seconds(); err == nil && cerr == nil && cerr2 == nil && len(s.Procs()) > 0 && n > 0 {
+		b.add("conn-cpu", spec.connrate, 1e6*float64(cpuTicks(cpu1)-cpuTicks(cpu0))/clockTicks/n)
+	}
+	if d != nil && herr == nil && err == nil {
+		if f1, r1, herr := d.handshakes(); herr == nil && f1+r1 > f0+r0 {
+			b.logf("  connrate run %d: laptop handshakes %d fresh, %d resumed (%.0f%% resumed)", r+1,
+				f1-f0, r1-r0, 100*float64(r1-r0)/float64(f1+r1-f0-r0))
+		}
+	}
+	if tun1, terr2 := readTUNs(s); err == nil && terr == nil && terr2 == nil && tun1 != nil {
+		// The diagnosis for the rate: packets each daemon moves through
+		// its TUN device per connection (both legs).
+		n := rate * b.o.rateDuration.Seconds()
+		b.logf("  connrate run %d TUN: %.1f packets per connection;%s", r+1,
+			float64(tun1.packetsSince(tun0))/n, tun1.describeSince(tun0, s.(tunUser).TUNs()))
+	}
+	if err != nil {
+		b.failure(fmt.Sprintf("%s connrate run %d", spec.name, r+1), err)
+		b.add("connrate", spec.connrate, math.NaN())
+		return
+	}
+	b.add("connrate", spec.connrate, rate)
+	b.logf("  connrate run %d: %.0f conn/s (%d failed)", r+1, rate, nfail)
+	if n := b.connFailed[spec.connrate]; n > 0 {
+		b.setNote("connrate", spec.connrate, fmt.Sprintf("%d connections failed", n))
 	}
 }
 
