@@ -74,12 +74,8 @@ func (l *netLeg) CloseWrite() error {
 // the runtime's poller for the socket to become readable, peeking (never
 // consuming) to tell data or end of stream from "would block".
 func (l *netLeg) WaitRead(idle func()) error {
-	sc, ok := l.Conn.(syscall.Conn)
-	if !ok || l.lastFull {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := l.raw()
+	if rc == nil || l.lastFull {
 		return nil
 	}
 	var one [1]byte
@@ -105,12 +101,8 @@ func (l *netLeg) WaitRead(idle func()) error {
 // non-blocking one-byte peek. Data waiting counts as a full read, so the
 // WaitRead that follows skips its own peek.
 func (l *netLeg) PeekEOF() bool {
-	sc, ok := l.Conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := l.raw()
+	if rc == nil {
 		return false
 	}
 	var one [1]byte
@@ -122,6 +114,19 @@ func (l *netLeg) PeekEOF() bool {
 		return true
 	})
 	return eof
+}
+
+// raw is the socket's raw descriptor access, nil if it has none.
+func (l *netLeg) raw() syscall.RawConn {
+	sc, ok := l.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // Abort resets the connection where it can (SO_LINGER 0), else closes it.

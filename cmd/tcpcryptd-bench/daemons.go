@@ -267,3 +267,17 @@ func (s *daemonSetup) handshakes() (fresh, resumed uint64, err error) {
 	}
 	return fresh, resumed, nil
 }
+
+// relaying is how many connections each daemon relays now (control
+// Health), for the log: a run that leaves connections behind shows here.
+func (s *daemonSetup) relaying() string {
+	var out []string
+	for _, d := range s.daemons {
+		api := control.NewClient(filepath.Join(s.env.Dir, d.role+".sock"))
+		if h, err := api.Health(); err == nil {
+			out = append(out, fmt.Sprintf("%s %d", d.role, h.Connections))
+		}
+		api.Close()
+	}
+	return strings.Join(out, ", ")
+}

@@ -492,18 +492,22 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 	// of two over minutes, a setup measured in one block could land
 	// in a slow spell its baselines missed; interleaved, drift spreads
 	// over all setups and the ratios of one report stay comparable.
+	//
+	// The connection rate gets processes of its own, started after the
+	// bulk ones stopped: on this VM, daemons that had just moved
+	// gigabytes made resumed connections slower than fresh ones (cause not
+	// found; no connections or traffic were left), and one figure should
+	// not carry another's aftermath.
 	for r := range b.o.runs {
-		b.eachSetup(ctx, tp, fmt.Sprintf("bulk and connection rate, round %d of %d", r+1, b.o.runs),
-			func(spec setupSpec) bool { return needBulk(spec) || needRate(spec) },
-			func(spec setupSpec, s Setup, c *client) error {
-				if needBulk(spec) {
-					b.measureBulk(ctx, spec, s, c, r)
-				}
-				if needRate(spec) {
-					b.measureRate(ctx, spec, s, c, r)
-				}
-				return nil
-			})
+		round := fmt.Sprintf("round %d of %d", r+1, b.o.runs)
+		b.eachSetup(ctx, tp, "bulk, "+round, needBulk, func(spec setupSpec, s Setup, c *client) error {
+			b.measureBulk(ctx, spec, s, c, r)
+			return nil
+		})
+		b.eachSetup(ctx, tp, "connection rate, "+round, needRate, func(spec setupSpec, s Setup, c *client) error {
+			b.measureRate(ctx, spec, s, c, r)
+			return nil
+		})
 	}
 	// The memory runs come last: their tens of thousands of connections
 	// leave kernel state behind (conntrack entries, the backend's TIME-WAIT
@@ -696,6 +700,9 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 	tun0, terr := readTUNs(s)
 	cpu0, cerr := procsStat(s.Procs())
 	d, _ := s.(*daemonSetup)
+	if d != nil {
+		b.logf("  connrate run %d: connections relayed before it: %s", r+1, d.relaying())
+	}
 	var f0, r0 uint64
 	var herr error
 	if d != nil {
