@@ -12,7 +12,7 @@ import (
 //
 // Why: a new goroutine starts with a small stack, and these tasks run deep
 // into gVisor and the tcpcrypt handshake, so each one started with `go`
-// grew its stack by copying it, two or three times. In the connection-rate
+// grew its stack by copying it. In the connection-rate
 // benchmark that copying (runtime.newstack/copystack) was 5–13% of a
 // daemon's CPU. A worker that finishes a task waits up to idleFor for the
 // next one and keeps the stack it grew (until the garbage collector shrinks
@@ -38,12 +38,7 @@ func newWorkers(idleFor time.Duration, maxIdle int32) *workers {
 }
 
 // Go runs f on an idle worker, or on a new goroutine that then becomes one.
-// A nil *workers starts a goroutine for every task.
 func (w *workers) Go(f func()) {
-	if w == nil {
-		go f()
-		return
-	}
 	select {
 	case w.tasks <- f:
 	default:

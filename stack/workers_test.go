@@ -72,10 +72,6 @@ func TestWorkersReuse(t *testing.T) {
 	done := make(chan struct{})
 	w.Go(func() { close(done) })
 	<-done
-	var nilW *workers
-	done = make(chan struct{})
-	nilW.Go(func() { close(done) })
-	<-done
 	checkGoroutines(t, before)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/tcpcryptd/tcpcryptd/control"
 	"github.com/tcpcryptd/tcpcryptd/internal/topo"
@@ -248,8 +252,7 @@ func (s *daemonSetup) Profile(ctx context.Context, role, name string, w io.Write
 // handshakes reads the laptop daemon's tcpcryptd_handshakes_total counters:
 // fresh key exchanges and resumed sessions so far. The connection-rate log
 // uses them to tell how many of a "resumed" run's connections really
-// resumed (a connection finds no secret while every cached one is held by a
-// handshake in flight, and then makes a fresh one).
+// resumed.
 func (s *daemonSetup) handshakes() (fresh, resumed uint64, err error) {
 	api := control.NewClient(filepath.Join(s.env.Dir, "laptop.sock"))
 	defer api.Close()
@@ -257,12 +260,19 @@ func (s *daemonSetup) handshakes() (fresh, resumed uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	for line := range strings.Lines(string(text)) {
-		var v float64
-		if _, err := fmt.Sscanf(line, `tcpcryptd_handshakes_total{kind="fresh"} %g`, &v); err == nil {
-			fresh = uint64(v)
-		} else if _, err := fmt.Sscanf(line, `tcpcryptd_handshakes_total{kind="resumed"} %g`, &v); err == nil {
-			resumed = uint64(v)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return 0, 0, fmt.Errorf("metrics: %w", err)
+	}
+	for _, m := range fams["tcpcryptd_handshakes_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			switch v := uint64(m.GetCounter().GetValue()); {
+			case l.GetName() == "kind" && l.GetValue() == "fresh":
+				fresh = v
+			case l.GetName() == "kind" && l.GetValue() == "resumed":
+				resumed = v
+			}
 		}
 	}
 	return fresh, resumed, nil

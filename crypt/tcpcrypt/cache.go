@@ -288,7 +288,7 @@ func (c *Cache) takeForAnswer(peer string, tep kex.ID, half []byte, aeads []sche
 		case skipped >= 0:
 			ss := ch.skipped[skipped].ss
 			ch.skipped = slices.Delete(ch.skipped, skipped, skipped+1)
-			return &reservation{chainID: ch.id, tep: ch.key.tep, origRole: ch.origRole, aead: ch.aead, ss: ss}
+			return ch.reservation(ss)
 		}
 	}
 	return nil
@@ -310,6 +310,12 @@ func (c *Cache) takeLocked(ch *chain, skip int) *reservation {
 		ch.skipped = slices.Delete(ch.skipped, 0, n)
 	}
 	c.setSecretLocked(ch, ss.Next())
+	return ch.reservation(ss)
+}
+
+// reservation hands ss, a secret of ch already taken out of it, to one
+// connection.
+func (ch *chain) reservation(ss *schedule.SessionSecret) *reservation {
 	return &reservation{chainID: ch.id, tep: ch.key.tep, origRole: ch.origRole, aead: ch.aead, ss: ss}
 }
 
