@@ -41,7 +41,12 @@ type Listener struct {
 	wq     *waiter.Queue
 	addr   net.Addr
 
-	conns     chan *Conn         // settled connections waiting for Accept
+	conns chan *Conn // settled connections waiting for Accept
+	// handle, when set (a Service), takes each settled connection on the
+	// goroutine that settled it, instead of Accept: one goroutine hand-off
+	// less between a connection's last handshake packet and its backend
+	// dial.
+	handle    func(*Conn)
 	ctx       context.Context    // cancelled by Close
 	cancel    context.CancelFunc //
 	sem       chan struct{}      // bounds concurrent handshakes
@@ -57,6 +62,12 @@ func Listen(s *Stack, addr netip.Addr, port uint16, p *Policy) (*Listener, error
 
 // Listen listens on addr and port; see the package function Listen.
 func (s *Stack) Listen(addr netip.Addr, port uint16, p *Policy) (*Listener, error) {
+	return s.listen(addr, port, p, nil)
+}
+
+// listen is Listen; with handle set, settled connections go to it rather
+// than to Accept (see Listener.handle).
+func (s *Stack) listen(addr netip.Addr, port uint16, p *Policy, handle func(*Conn)) (*Listener, error) {
 	wildcard := !addr.IsValid() || addr.IsUnspecified()
 	proto := header.IPv6ProtocolNumber
 	var full tcpip.FullAddress
@@ -87,7 +98,7 @@ func (s *Stack) Listen(addr netip.Addr, port uint16, p *Policy) (*Listener, erro
 		return nil, opErr("listen", errors.New(terr.String()))
 	}
 	l := &Listener{
-		st: s, policy: p, ep: ep, wq: &wq,
+		st: s, policy: p, ep: ep, wq: &wq, handle: handle,
 		key:   listenKey{addr: full.Addr, port: la.Port},
 		addr:  &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(la.Port)},
 		conns: make(chan *Conn, s.opts.MaxHandshakes),
@@ -240,10 +251,23 @@ func (l *Listener) acceptLoop() {
 }
 
 // settle runs ENO's outcome on one accepted connection and queues it for
-// Accept. It exits when the connection is queued or dropped.
+// Accept, or hands it to l.handle once the handshake slot is free again. It
+// exits when the connection is queued, handled or dropped.
 func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 	defer l.wg.Done()
-	defer func() { <-l.sem }()
+	c := l.settleConn(ep, wq)
+	if c != nil && l.handle == nil {
+		l.queue(c) // holding the slot: Accept's backlog stays bounded
+	}
+	<-l.sem
+	if c != nil && l.handle != nil {
+		l.handle(c)
+	}
+}
+
+// settleConn runs ENO's outcome on one accepted connection: the settled
+// connection, or nil if it was dropped.
+func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
 	s := l.st
 	info, _ := ep.Info().(*gvstack.TransportEndpointInfo)
 	var id gvstack.TransportEndpointID
@@ -273,10 +297,9 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 		if c.neg.Mode == eno.ModeRequired {
 			s.counters.RequiredRefusals.Add(1)
 			c.Abort()
-			return
+			return nil
 		}
-		l.queue(c)
-		return
+		return c
 	}
 	c.neg.Mode = f.spec.mode
 	s.observeHandshake(netipFrom(id.RemoteAddress), f)
@@ -285,9 +308,9 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
 	if err := s.secure(l.ctx, c, f, sess, nil); err != nil {
 		s.log.Debug("inbound connection dropped", "conn", c.id.Remote, "err", err)
-		return
+		return nil
 	}
-	l.queue(c)
+	return c
 }
 
 // queue hands c to Accept, or resets it if the listener closes first.

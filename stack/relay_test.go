@@ -423,6 +423,53 @@ func TestServiceBackendFailure(t *testing.T) {
 	}
 }
 
+// Close while backend dials hang: the dials see their context end, the
+// clients are reset, and Close returns. The dial runs on the goroutine
+// that settled the connection (Listener.handle), which Close waits for.
+func TestServiceCloseDuringBackendDial(t *testing.T) {
+	p := newPair(t, pairOpts{})
+	const n = 3
+	entered := make(chan struct{}, n)
+	sv, err := p.b.Serve(addrB4, 443, nil, func(ctx context.Context, _ *Conn) (net.Conn, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []*Conn
+	for range n {
+		c, err := p.a.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrB4, 443), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	for range n {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("backend dial not started")
+		}
+	}
+	closed := make(chan struct{})
+	go func() { sv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs behind backend dials")
+	}
+	for i, c := range clients {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c); err == nil {
+			t.Fatalf("client %d: clean EOF, want a reset", i)
+		}
+	}
+	waitFor(t, func() bool { return p.b.Table().Len() == 0 }, "table empty")
+}
+
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

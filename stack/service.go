@@ -20,9 +20,9 @@ type BackendDialer func(ctx context.Context, c *Conn) (net.Conn, error)
 // accepts them with ENO answered (host B) and relays the decrypted stream
 // to a backend.
 //
-// One goroutine accepts; each connection gets a goroutine owning its
-// backend dial and relay. Close stops accepting, resets the relayed
-// connections and waits for every goroutine.
+// Each connection's backend dial runs on the goroutine that settled it
+// (Listener.handle), and its relay then runs on its own. Close stops
+// accepting, resets the relayed connections and waits for every goroutine.
 type Service struct {
 	st      *Stack
 	l       *Listener
@@ -45,22 +45,22 @@ func (s *Stack) Serve(addr netip.Addr, port uint16, p *Policy, dial BackendDiale
 	if dialTimeout <= 0 {
 		dialTimeout = 10 * time.Second
 	}
-	l, err := s.Listen(addr, port, p)
+	sv := &Service{st: s, dial: dial, timeout: dialTimeout}
+	sv.ctx, sv.cancel = context.WithCancel(context.Background())
+	l, err := s.listen(addr, port, p, sv.serve)
 	if err != nil {
+		sv.cancel()
 		return nil, err
 	}
-	sv := &Service{st: s, l: l, dial: dial, timeout: dialTimeout}
-	sv.ctx, sv.cancel = context.WithCancel(context.Background())
+	sv.l = l
 	s.lmu.Lock()
 	if s.closed {
 		s.lmu.Unlock()
-		l.Close()
+		sv.Close()
 		return nil, errors.New("stack: closed")
 	}
 	s.services[sv] = struct{}{}
 	s.lmu.Unlock()
-	sv.wg.Add(1)
-	go sv.acceptLoop()
 	return sv, nil
 }
 
@@ -80,22 +80,10 @@ func (sv *Service) Close() error {
 	return nil
 }
 
-// acceptLoop accepts until the service closes.
-func (sv *Service) acceptLoop() {
-	defer sv.wg.Done()
-	for {
-		c, err := sv.l.AcceptConn(sv.ctx)
-		if err != nil {
-			return
-		}
-		sv.wg.Add(1)
-		sv.st.work.Go(func() { sv.serve(c) })
-	}
-}
-
-// serve owns one inbound connection: backend dial, then relay.
+// serve owns one inbound connection: backend dial, then relay. It runs
+// within the listener's settle, which Close waits for (l.Close) before it
+// waits for the relays (sv.wg).
 func (sv *Service) serve(c *Conn) {
-	defer sv.wg.Done()
 	s := sv.st
 	e := s.table.add(Inbound, Tuple{}, tupleOf(c), time.Now())
 	s.table.setOuter(e, tupleOf(c), c.Negotiation())
