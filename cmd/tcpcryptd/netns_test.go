@@ -356,7 +356,7 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 		body string
 		err  error
 	}
-	seenc := make(chan seen, 1)
+	seenc := make(chan seen, 2)
 	var backend net.Listener
 	ns.do(t, func() (err error) {
 		backend, err = net.Listen("tcp", "127.0.0.1:0")
@@ -364,22 +364,25 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 	})
 	defer backend.Close()
 	go func() {
-		c, err := backend.Accept()
-		if err != nil {
-			seenc <- seen{err: err}
-			return
+		for range 2 { // the client below, then one from the host to host_port
+			c, err := backend.Accept()
+			if err != nil {
+				seenc <- seen{err: err}
+				return
+			}
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			r := bufio.NewReader(c)
+			h, err := proxyproto.ReadHeader(r)
+			if err != nil {
+				c.Close()
+				seenc <- seen{err: err}
+				return
+			}
+			line, err := r.ReadString('\n')
+			c.Write([]byte("echo " + line))
+			seenc <- seen{hdr: h, body: line, err: err}
+			defer c.Close()
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		r := bufio.NewReader(c)
-		h, err := proxyproto.ReadHeader(r)
-		if err != nil {
-			seenc <- seen{err: err}
-			return
-		}
-		line, err := r.ReadString('\n')
-		c.Write([]byte("echo " + line))
-		seenc <- seen{hdr: h, body: line, err: err}
 	}()
 
 	cfg, sock := nsConfig(t, dir, backend.Addr().String())
@@ -413,7 +416,7 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 		"route table 7701 10.254.78.1/32 dev " + nsDevice,
 		"rule v4 prio 7702 ipproto tcp lookup 7701",
 		"rule v6 prio 7701 from fd7c:e770::2/128 lookup main",
-		"nft table with 3 rules", // masquerade v4 + v6, DNAT of 8443
+		"nft table with 4 rules", // masquerade v4 + v6, DNAT of 8443 from other hosts and from this one
 	} {
 		if !strings.Contains(state, want) {
 			t.Errorf("namespace state lacks %q:\n%s", want, state)
@@ -484,6 +487,28 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 		t.Fatalf("sessid on a plain connection: %v\n%s", err, out)
 	}
 	client.Close()
+
+	// The host's own connection to one of its addresses at host_port: DNAT
+	// in the output hook sends it to the service too.
+	var local net.Conn
+	ns.do(t, func() (err error) {
+		local, err = net.DialTimeout("tcp", "10.254.77.1:8443", 10*time.Second)
+		return err
+	})
+	defer local.Close()
+	local.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := local.Write([]byte("local\n")); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := bufio.NewReader(local).ReadString('\n'); err != nil || reply != "echo local\n" {
+		t.Fatalf("host_port from the host: reply %q %v", reply, err)
+	}
+	s = <-seenc
+	localAP := netip.MustParseAddrPort(local.LocalAddr().String())
+	if s.err != nil || s.hdr.Source != localAP || s.hdr.Dest != netip.MustParseAddrPort("10.254.78.1:443") {
+		t.Fatalf("host_port from the host: backend saw %+v (client %v)", s, localAP)
+	}
+	local.Close()
 
 	// A second daemon with the same socket is refused and changes nothing.
 	before := ns.ours(t, nsDevice, 7701)

@@ -316,6 +316,10 @@ func (d *daemon) start() error {
 	for _, svc := range cfg.Services {
 		log.Info("service", "name", svc.Name, "listen", svc.Listen.String(), "backend", svc.Backend,
 			"proxy_protocol", svc.ProxyProtocol, "policy", string(svc.Policy), "host_port", svc.HostPort)
+		if svc.HostPort != 0 && netcfg.BackendMayUse(d.spec.Services, svc.HostPort) {
+			log.Warn("host_port reaches the service from other hosts only: a backend may listen on that port at one of this host's addresses, and the daemon's own dial to it would come back",
+				"name", svc.Name, "host_port", svc.HostPort)
+		}
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ func netSpec(cfg *config.Config) netcfg.Spec {
 		NAT:          cfg.Outbound.NAT,
 	}
 	for _, svc := range cfg.Services {
-		s.Services = append(s.Services, netcfg.ServiceSpec{Addr: svc.Listen, HostPort: svc.HostPort})
+		s.Services = append(s.Services, netcfg.ServiceSpec{Addr: svc.Listen, HostPort: svc.HostPort, Backend: svc.Backend})
 	}
 	return s
 }

@@ -139,9 +139,9 @@ backend = "[::1]:8080"
 		Include: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		Exclude: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
 		Services: []netcfg.ServiceSpec{
-			{Addr: netip.MustParseAddrPort("10.254.78.1:443"), HostPort: 8443},
-			{Addr: netip.MustParseAddrPort("10.254.78.1:80")},
-			{Addr: netip.MustParseAddrPort("[fd7c:e771::1]:443")},
+			{Addr: netip.MustParseAddrPort("10.254.78.1:443"), HostPort: 8443, Backend: "127.0.0.1:8080"},
+			{Addr: netip.MustParseAddrPort("10.254.78.1:80"), Backend: "127.0.0.1:8081"},
+			{Addr: netip.MustParseAddrPort("[fd7c:e771::1]:443"), Backend: "[::1]:8080"},
 		},
 	}
 	if s.Device != want.Device || s.MTU != want.MTU || s.KernelV4 != want.KernelV4 || s.KernelV6 != want.KernelV6 ||

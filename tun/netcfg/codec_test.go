@@ -13,6 +13,8 @@ func natRuleCases() []NATRule {
 		{Kind: NATMasquerade, Src: netip.MustParseAddr("fd77:9::2"), Dev: "tun.0-x"},
 		{Kind: NATDNAT, Port: 8443, To: netip.MustParseAddrPort("10.77.9.10:443"), Dev: "tcpc0"},
 		{Kind: NATDNAT, Port: 65535, To: netip.MustParseAddrPort("[fd77:9::10]:1"), Dev: "t"},
+		{Kind: NATDNATLocal, Port: 8443, To: netip.MustParseAddrPort("10.77.9.10:443")},
+		{Kind: NATDNATLocal, Port: 1, To: netip.MustParseAddrPort("[fd77:9::10]:65535")},
 	}
 }
 
@@ -30,6 +32,9 @@ func TestNATRuleText(t *testing.T) {
 		"dnat tcp dport 0 to 10.0.0.1:1 iif != t", "dnat tcp dport 08 to 10.0.0.1:1 iif != t",
 		"dnat tcp dport 8 to 10.0.0.1:0 iif != t", "dnat tcp dport 70000 to 10.0.0.1:1 iif != t",
 		"dnat udp dport 8 to 10.0.0.1:1 iif != t", "dnat tcp dport 8 to 10.0.0.1:1 iif != a-very-long-name",
+		"dnat-local tcp dport 8 to 10.0.0.1:1 iif != t", "dnat-local tcp dport 0 to 10.0.0.1:1",
+		"dnat-local tcp dport 8 to 10.0.0.1:0", "dnat-local tcp dport 8 to 10.0.0.1", "dnat-local tcp dport 8 to",
+		"dnat-local udp dport 8 to 10.0.0.1:1", "dnat-local tcp dport 8 to [fe80::1%eth0]:1",
 	} {
 		if r, err := ParseNATRule(bad); err == nil {
 			t.Errorf("ParseNATRule(%q) accepted: %v", bad, r)

@@ -1,8 +1,11 @@
 package netcfg
 
 import (
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Sysctl keys we manage.
@@ -96,6 +99,15 @@ func Desired(s Spec, f Facts) State {
 			st.NAT = append(st.NAT, NATRule{Kind: NATDNAT, Port: svc.HostPort, To: svc.Addr, Dev: s.Device})
 		}
 	}
+	// The host's own connections to a host port go to the service as well,
+	// unless a backend listens on that port at an address that may be the
+	// host's own: the daemon's dial to it would be sent back to the service,
+	// and from there to the backend dial again.
+	for _, svc := range s.Services {
+		if svc.HostPort != 0 && !BackendMayUse(s.Services, svc.HostPort) {
+			st.NAT = append(st.NAT, NATRule{Kind: NATDNATLocal, Port: svc.HostPort, To: svc.Addr})
+		}
+	}
 
 	// Forwarding: the stack's egress and DNAT'ed services cross Device and another
 	// interface. IPv6 forwarding makes Linux ignore router advertisements on
@@ -122,6 +134,31 @@ func Desired(s Spec, f Facts) State {
 		}
 	}
 	return st
+}
+
+// BackendMayUse reports whether a service's backend has port and an
+// address that may be local and is not loopback: a host name other than
+// localhost, or an address literal outside 127.0.0.0/8 and ::1. A backend
+// that does not parse counts as such, to be safe. Desired then leaves the
+// host's own connections to that port alone.
+func BackendMayUse(svcs []ServiceSpec, port uint16) bool {
+	for _, svc := range svcs {
+		if svc.Backend == "" {
+			continue
+		}
+		host, p, err := net.SplitHostPort(svc.Backend)
+		if err != nil {
+			return true
+		}
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil && n != uint64(port) {
+			continue
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() || strings.EqualFold(host, "localhost") {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 func dedup[T any](xs []T, key func(T) string) []T {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -11,16 +12,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Our nftables table holds two NAT chains:
+// Our nftables table holds three NAT chains:
 //
 //	table inet tcpcryptd {
 //	  chain prerouting  { type nat hook prerouting priority dstnat; ... DNAT rules }
+//	  chain output      { type nat hook output priority dstnat; ... local DNAT rules }
 //	  chain postrouting { type nat hook postrouting priority srcnat; ... masquerade rules }
 //	}
 //
 // Each rule's user data is its NATRule text, which is how NATRules reads them back.
 const (
 	chainPre  = "prerouting"
+	chainOut  = "output"
 	chainPost = "postrouting"
 )
 
@@ -28,12 +31,27 @@ func nftTable() *nftables.Table {
 	return &nftables.Table{Name: NFTTableName, Family: nftables.TableFamilyINet}
 }
 
-func nftChains(t *nftables.Table) (pre, post *nftables.Chain) {
-	pre = &nftables.Chain{Name: chainPre, Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest}
-	post = &nftables.Chain{Name: chainPost, Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
-	return pre, post
+// nftChains returns our chains: prerouting, output, postrouting.
+func nftChains(t *nftables.Table) []*nftables.Chain {
+	return []*nftables.Chain{
+		{Name: chainPre, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest},
+		{Name: chainOut, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest},
+		{Name: chainPost, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource},
+	}
+}
+
+// chainFor is the chain (of nftChains) a rule of kind k goes in.
+func chainFor(chains []*nftables.Chain, k NATKind) *nftables.Chain {
+	switch k {
+	case NATDNAT:
+		return chains[0]
+	case NATDNATLocal:
+		return chains[1]
+	}
+	return chains[2]
 }
 
 func (h *LinuxHost) nft() (*nftables.Conn, error) {
@@ -62,9 +80,8 @@ type nftRule struct {
 
 func (h *LinuxHost) ourRules(c *nftables.Conn) ([]nftRule, error) {
 	t := nftTable()
-	pre, post := nftChains(t)
 	var out []nftRule
-	for _, ch := range []*nftables.Chain{pre, post} {
+	for _, ch := range nftChains(t) {
 		rs, err := c.GetRules(t, ch)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
@@ -111,19 +128,16 @@ func (h *LinuxHost) AddNATRules(rules []NATRule) error {
 		return err
 	}
 	t := c.AddTable(nftTable())
-	pre, post := nftChains(t)
-	c.AddChain(pre)
-	c.AddChain(post)
+	chains := nftChains(t)
+	for _, ch := range chains {
+		c.AddChain(ch)
+	}
 	for _, r := range rules {
 		exprs, err := natExprs(r)
 		if err != nil {
 			return err
 		}
-		ch := post
-		if r.Kind == NATDNAT {
-			ch = pre
-		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: []byte(r.String())})
+		c.AddRule(&nftables.Rule{Table: t, Chain: chainFor(chains, r.Kind), Exprs: exprs, UserData: []byte(r.String())})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft transaction: %w", err)
@@ -187,6 +201,10 @@ func (h *LinuxHost) DelNATTable() error {
 //	masquerade: meta nfproto ipv4 ip saddr SRC oifname != DEV masquerade
 //	dnat:       meta nfproto ipv4 iifname != DEV meta l4proto tcp th dport PORT
 //	            fib daddr type local dnat ip to ADDR:PORT
+//	dnat-local: meta nfproto ipv4 meta l4proto tcp th dport PORT
+//	            fib daddr type local ip daddr & 255.0.0.0 != 127.0.0.0
+//	            dnat ip to ADDR:PORT
+//	            (IPv6: ip6 daddr != ::1)
 func natExprs(r NATRule) ([]expr.Any, error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("nat rule %v: %w", r, err)
@@ -212,12 +230,18 @@ func natExprs(r NATRule) ([]expr.Any, error) {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(r.Dev)},
 			&expr.Masq{},
 		)
-	case NATDNAT:
+	case NATDNAT, NATDNATLocal:
 		var local [4]byte
 		binary.NativeEndian.PutUint32(local[:], unix.RTN_LOCAL)
+		if r.Kind == NATDNAT {
+			e = append(e,
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(r.Dev)},
+			)
+		} else {
+			e = append(e, notLoopbackDst(r.V6())...)
+		}
 		e = append(e,
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(r.Dev)},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -230,6 +254,22 @@ func natExprs(r NATRule) ([]expr.Any, error) {
 		)
 	}
 	return e, nil
+}
+
+// notLoopbackDst matches packets whose destination is not a loopback
+// address (127.0.0.0/8, ::1).
+func notLoopbackDst(v6 bool) []expr.Any {
+	if v6 {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, // RFC 8200 §3
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: netip.IPv6Loopback().AsSlice()},
+		}
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, // RFC 791 §3.1
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127, 0, 0, 0}},
+	}
 }
 
 // ifname is an interface name as nftables compares it: IFNAMSIZ bytes, NUL-padded.

@@ -196,7 +196,7 @@ func TestLinuxUpDown(t *testing.T) {
 		fmt.Sprintf("rule fam=2 prio=%d src=10.77.9.2/32 iif=\"\" ipproto=0 table=254 proto=%d", netcfg.DefaultRulePriority, netcfg.RouteProtocol),
 		fmt.Sprintf("rule fam=2 prio=%d src=<nil> iif=%q ipproto=0 table=254 proto=%d", netcfg.DefaultRulePriority, dev, netcfg.RouteProtocol),
 		fmt.Sprintf("rule fam=10 prio=%d src=<nil> iif=\"\" ipproto=6 table=%d proto=%d", netcfg.DefaultRulePriority+1, netcfg.DefaultTable, netcfg.RouteProtocol),
-		fmt.Sprintf("nft table %d %s rules=5", nftables.TableFamilyINet, netcfg.NFTTableName),
+		fmt.Sprintf("nft table %d %s rules=8", nftables.TableFamilyINet, netcfg.NFTTableName),
 		"net/ipv4/ip_forward=1", "net/ipv6/conf/all/forwarding=1", "net/ipv6/conf/up0/accept_ra=2",
 	} {
 		if !strings.Contains(after, want) {
@@ -206,8 +206,8 @@ func TestLinuxUpDown(t *testing.T) {
 	if l, _ := env.host.Link(dev); !l.Up || l.MTU != 1400 {
 		t.Errorf("link = %v", l)
 	}
-	// The NAT rules read back through user data.
-	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 5 {
+	// The NAT rules read back through user data: 3 dnat, 3 dnat-local, 2 masquerade.
+	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 8 {
 		t.Errorf("NATRules = %v, %v, %v", rs, ok, err)
 	}
 

@@ -17,6 +17,11 @@ const (
 	// NATDNAT rewrites TCP connections to a host port on one of the host's own
 	// addresses so they go to a service address in the stack.
 	NATDNAT
+	// NATDNATLocal is NATDNAT for the host's own connections (the output
+	// hook: they never pass prerouting), except those to loopback
+	// addresses: Linux drops packets from 127/8 or ::1 that leave the
+	// loopback device.
+	NATDNATLocal
 )
 
 // NATRule is one rule of our nftables table, in a form that can be compared and
@@ -27,6 +32,7 @@ type NATRule struct {
 	// Masquerade: packets from Src that do not leave through Dev.
 	Src netip.Addr
 	// DNAT: TCP to port Port of a local address, not arriving through Dev, goes to To.
+	// DNATLocal: the same from the host itself (no Dev), not to a loopback address.
 	Port uint16
 	To   netip.AddrPort
 	Dev  string
@@ -39,13 +45,15 @@ func (r NATRule) String() string {
 		return fmt.Sprintf("masquerade from %v oif != %s", r.Src, r.Dev)
 	case NATDNAT:
 		return fmt.Sprintf("dnat tcp dport %d to %v iif != %s", r.Port, r.To, r.Dev)
+	case NATDNATLocal:
+		return fmt.Sprintf("dnat-local tcp dport %d to %v", r.Port, r.To)
 	}
 	return fmt.Sprintf("invalid nat rule kind %d", int(r.Kind))
 }
 
 // V6 reports the rule's IP family.
 func (r NATRule) V6() bool {
-	if r.Kind == NATDNAT {
+	if r.Kind == NATDNAT || r.Kind == NATDNATLocal {
 		return r.To.Addr().Is6()
 	}
 	return r.Src.Is6()
@@ -83,6 +91,7 @@ func (e *NATRuleError) Error() string {
 //
 //	masquerade from ADDR oif != DEV
 //	dnat tcp dport PORT to ADDR:PORT iif != DEV
+//	dnat-local tcp dport PORT to ADDR:PORT
 func ParseNATRule(s string) (NATRule, error) {
 	bad := func(format string, args ...any) (NATRule, error) {
 		return NATRule{}, &NATRuleError{Text: s, Reason: fmt.Sprintf(format, args...)}
@@ -106,6 +115,16 @@ func ParseNATRule(s string) (NATRule, error) {
 			return bad("target: %v", err)
 		}
 		r = NATRule{Kind: NATDNAT, Port: uint16(port), To: to, Dev: f[8]}
+	case len(f) == 6 && f[0] == "dnat-local" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to":
+		port, err := strconv.ParseUint(f[3], 10, 16)
+		if err != nil || f[3] != strconv.FormatUint(port, 10) {
+			return bad("port %q", f[3])
+		}
+		to, err := netip.ParseAddrPort(f[5])
+		if err != nil {
+			return bad("target: %v", err)
+		}
+		r = NATRule{Kind: NATDNATLocal, Port: uint16(port), To: to}
 	default:
 		return bad("unknown form")
 	}
@@ -120,14 +139,18 @@ func ParseNATRule(s string) (NATRule, error) {
 
 // validate checks what the nftables encoding relies on.
 func (r NATRule) validate() error {
-	if r.Dev == "" || len(r.Dev) > 15 || strings.ContainsAny(r.Dev, " /\x00") {
+	if r.Kind == NATDNATLocal {
+		if r.Dev != "" {
+			return fmt.Errorf("device %q on a local rule", r.Dev)
+		}
+	} else if r.Dev == "" || len(r.Dev) > 15 || strings.ContainsAny(r.Dev, " /\x00") {
 		return fmt.Errorf("bad device name %q", r.Dev)
 	}
 	var a netip.Addr
 	switch r.Kind {
 	case NATMasquerade:
 		a = r.Src
-	case NATDNAT:
+	case NATDNAT, NATDNATLocal:
 		if r.Port == 0 || r.To.Port() == 0 {
 			return fmt.Errorf("port 0")
 		}

@@ -19,6 +19,7 @@ package netcfg_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -213,6 +214,40 @@ func TestLinuxNATEndToEnd(t *testing.T) {
 		conn.Close()
 		if err != nil || string(got) != tc.seen {
 			t.Errorf("DNAT %s: service saw %q (%v), want %s", tc.dst, got, err, tc.seen)
+		}
+	}
+
+	// Local: A itself dials its own uplink port 8443 (output hook, dnat-local);
+	// the service sees A's address. Loopback is left alone: nothing listens
+	// on 127.0.0.1:8443, so that is refused.
+	for _, tc := range []struct{ dst, seen string }{
+		{"10.88.0.1:8443", "10.88.0.1"},
+		{"[fd88::1]:8443", "fd88::1"},
+	} {
+		var conn net.Conn
+		if err := a.Do(func() (err error) {
+			conn, err = net.DialTimeout("tcp", tc.dst, 5*time.Second)
+			return err
+		}); err != nil {
+			t.Fatalf("dial %s from A itself: %v", tc.dst, err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || string(got) != tc.seen {
+			t.Errorf("local DNAT %s: service saw %q (%v), want %s", tc.dst, got, err, tc.seen)
+		}
+	}
+	for _, dst := range []string{"127.0.0.1:8443", "[::1]:8443"} {
+		err := a.Do(func() error {
+			conn, err := net.DialTimeout("tcp", dst, 5*time.Second)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		})
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			t.Errorf("dial %s from A: %v, want connection refused (loopback is not DNAT'ed)", dst, err)
 		}
 	}
 }

@@ -90,6 +90,11 @@ type ServiceSpec struct {
 	// HostPort is the TCP port on the host's addresses; 0 means no DNAT (the address
 	// is only routed into Device).
 	HostPort uint16
+	// Backend is where the daemon relays the service's connections, as
+	// configured (host:port; empty if none). A backend on a host port that
+	// may be one of the host's own non-loopback addresses keeps that port
+	// out of the local DNAT (see Desired).
+	Backend string
 }
 
 // SpecError reports an invalid Spec: which field and why.

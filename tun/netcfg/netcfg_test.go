@@ -43,8 +43,8 @@ var specs = []struct {
 		StackV4: addr("10.77.9.2"), StackV6: addr("fd77:9::2"),
 		Include: pfxs("203.0.113.0/24", "2001:db8:100::/48"), NAT: true,
 		Services: []netcfg.ServiceSpec{
-			{Addr: ap("10.77.9.10:443"), HostPort: 8443},
-			{Addr: ap("198.18.0.5:22"), HostPort: 2222},
+			{Addr: ap("10.77.9.10:443"), HostPort: 8443, Backend: "127.0.0.1:8443"},
+			{Addr: ap("198.18.0.5:22"), HostPort: 2222, Backend: "192.0.2.7:2222"}, // no local DNAT for 2222
 			{Addr: ap("[fd77:9::10]:443"), HostPort: 8444},
 		},
 	}},
@@ -56,6 +56,51 @@ var specs = []struct {
 		Device: dev, MTU: 1400, KernelV6: pfx("fd77:9::1/64"), StackV6: addr("fd77:9::2"),
 		Table: 4242, RulePriority: 9000, Include: pfxs("2000::/3"), Exclude: pfxs("2001:db8::/32"), NAT: true,
 	}},
+}
+
+// The host's own connections to a host port are DNAT'ed too (dnat-local),
+// unless a backend may listen on that port at one of the host's own
+// non-loopback addresses: the daemon's dial to it would loop back.
+func TestDesiredLocalDNAT(t *testing.T) {
+	for _, tc := range []struct {
+		backend string
+		local   bool
+	}{
+		{"", true},
+		{"127.0.0.1:8443", true},
+		{"127.9.9.9:8443", true},
+		{"[::1]:8443", true},
+		{"localhost:8443", true},
+		{"LOCALHOST:8443", true},
+		{"10.0.0.5:9000", true},
+		{"10.0.0.5:8443", false},
+		{"[2001:db8::5]:8443", false},
+		{"backend.example:8443", false},
+		{"10.0.0.5:https", false},
+		{"no port", false},
+	} {
+		spec := netcfg.Spec{Device: dev, KernelV4: pfx("10.77.9.1/24"),
+			Services: []netcfg.ServiceSpec{
+				{Addr: ap("10.77.9.10:443"), HostPort: 8443},
+				{Addr: ap("10.77.9.11:80"), Backend: tc.backend}, // another service's backend counts too
+			}}
+		st := netcfg.Desired(spec, netcfg.Facts{})
+		var local, dnat int
+		for _, r := range st.NAT {
+			switch r.Kind {
+			case netcfg.NATDNATLocal:
+				local++
+				if r.Port != 8443 || r.To != ap("10.77.9.10:443") || r.Dev != "" {
+					t.Errorf("backend %q: local rule %v", tc.backend, r)
+				}
+			case netcfg.NATDNAT:
+				dnat++
+			}
+		}
+		if dnat != 1 || (local == 1) != tc.local || local > 1 {
+			t.Errorf("backend %q: %d dnat and %d dnat-local rules, want 1 and local=%v", tc.backend, dnat, local, tc.local)
+		}
+	}
 }
 
 func testLogger(t *testing.T) *slog.Logger {
