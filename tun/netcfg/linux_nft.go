@@ -201,8 +201,8 @@ func (h *LinuxHost) DelNATTable() error {
 //	masquerade: meta nfproto ipv4 ip saddr SRC oifname != DEV masquerade
 //	dnat:       meta nfproto ipv4 iifname != DEV meta l4proto tcp th dport PORT
 //	            fib daddr type local dnat ip to ADDR:PORT
-//	dnat-local: meta nfproto ipv4 meta l4proto tcp th dport PORT
-//	            fib daddr type local ip daddr & 255.0.0.0 != 127.0.0.0
+//	dnat-local: meta nfproto ipv4 ip daddr & 255.0.0.0 != 127.0.0.0
+//	            meta l4proto tcp th dport PORT fib daddr type local
 //	            dnat ip to ADDR:PORT
 //	            (IPv6: ip6 daddr != ::1)
 func natExprs(r NATRule) ([]expr.Any, error) {

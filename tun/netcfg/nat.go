@@ -105,17 +105,8 @@ func ParseNATRule(s string) (NATRule, error) {
 			return bad("source: %v", err)
 		}
 		r = NATRule{Kind: NATMasquerade, Src: src, Dev: f[5]}
-	case len(f) == 9 && f[0] == "dnat" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to" && f[6] == "iif" && f[7] == "!=":
-		port, err := strconv.ParseUint(f[3], 10, 16)
-		if err != nil || f[3] != strconv.FormatUint(port, 10) {
-			return bad("port %q", f[3])
-		}
-		to, err := netip.ParseAddrPort(f[5])
-		if err != nil {
-			return bad("target: %v", err)
-		}
-		r = NATRule{Kind: NATDNAT, Port: uint16(port), To: to, Dev: f[8]}
-	case len(f) == 6 && f[0] == "dnat-local" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to":
+	case len(f) == 9 && f[0] == "dnat" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to" && f[6] == "iif" && f[7] == "!=",
+		len(f) == 6 && f[0] == "dnat-local" && f[1] == "tcp" && f[2] == "dport" && f[4] == "to":
 		port, err := strconv.ParseUint(f[3], 10, 16)
 		if err != nil || f[3] != strconv.FormatUint(port, 10) {
 			return bad("port %q", f[3])
@@ -125,6 +116,9 @@ func ParseNATRule(s string) (NATRule, error) {
 			return bad("target: %v", err)
 		}
 		r = NATRule{Kind: NATDNATLocal, Port: uint16(port), To: to}
+		if f[0] == "dnat" {
+			r.Kind, r.Dev = NATDNAT, f[8]
+		}
 	default:
 		return bad("unknown form")
 	}

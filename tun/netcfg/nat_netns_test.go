@@ -198,44 +198,31 @@ func TestLinuxNATEndToEnd(t *testing.T) {
 			}
 		}()
 	}
-	for _, tc := range []struct{ dst, seen string }{
-		{"10.88.0.1:8443", "10.88.0.2"},
-		{"[fd88::1]:8443", "fd88::2"},
+	// B dials A's uplink port 8443 (prerouting DNAT); then A itself does
+	// (output hook, dnat-local), and the service sees A's address. Loopback
+	// is left alone: nothing listens on 127.0.0.1:8443, so that is refused.
+	for _, tc := range []struct {
+		from      *nstest.NS
+		name      string
+		dst, seen string
+	}{
+		{b, "B", "10.88.0.1:8443", "10.88.0.2"},
+		{b, "B", "[fd88::1]:8443", "fd88::2"},
+		{a, "A itself", "10.88.0.1:8443", "10.88.0.1"},
+		{a, "A itself", "[fd88::1]:8443", "fd88::1"},
 	} {
 		var conn net.Conn
-		if err := b.Do(func() (err error) {
+		if err := tc.from.Do(func() (err error) {
 			conn, err = net.DialTimeout("tcp", tc.dst, 5*time.Second)
 			return err
 		}); err != nil {
-			t.Fatalf("dial %s from B: %v", tc.dst, err)
+			t.Fatalf("dial %s from %s: %v", tc.dst, tc.name, err)
 		}
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
 		got, err := io.ReadAll(conn)
 		conn.Close()
 		if err != nil || string(got) != tc.seen {
-			t.Errorf("DNAT %s: service saw %q (%v), want %s", tc.dst, got, err, tc.seen)
-		}
-	}
-
-	// Local: A itself dials its own uplink port 8443 (output hook, dnat-local);
-	// the service sees A's address. Loopback is left alone: nothing listens
-	// on 127.0.0.1:8443, so that is refused.
-	for _, tc := range []struct{ dst, seen string }{
-		{"10.88.0.1:8443", "10.88.0.1"},
-		{"[fd88::1]:8443", "fd88::1"},
-	} {
-		var conn net.Conn
-		if err := a.Do(func() (err error) {
-			conn, err = net.DialTimeout("tcp", tc.dst, 5*time.Second)
-			return err
-		}); err != nil {
-			t.Fatalf("dial %s from A itself: %v", tc.dst, err)
-		}
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		got, err := io.ReadAll(conn)
-		conn.Close()
-		if err != nil || string(got) != tc.seen {
-			t.Errorf("local DNAT %s: service saw %q (%v), want %s", tc.dst, got, err, tc.seen)
+			t.Errorf("DNAT %s from %s: service saw %q (%v), want %s", tc.dst, tc.name, got, err, tc.seen)
 		}
 	}
 	for _, dst := range []string{"127.0.0.1:8443", "[::1]:8443"} {
