@@ -104,9 +104,13 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("ttfb %s %.1f ms < %v x %v", s, v, n, delay)
 		}
 	}
-	// Headers make the wire carry more than the data, not several times it.
+	// Headers make the wire carry more than the data (1.04 on an idle
+	// machine), not several times it. The bound leaves room for a loaded
+	// machine: CI runs this beside other packages' namespace tests, and
+	// one such run counted 1.24 for the plain relay (retransmissions are
+	// the likely extra; that run's packets were not kept).
 	for s, v := range median["wire-bulk"] {
-		if v < 1 || v > 1.2 {
+		if v < 1 || v > 1.5 {
 			t.Errorf("wire-bulk %s = %.3f bytes per byte", s, v)
 		}
 	}
