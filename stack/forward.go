@@ -260,10 +260,19 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	select {
 	case <-encrypting:
 	case d := <-dialDone:
-		if end(d); outerErr != nil {
-			s.finish(e, outerErr)
-			r.Complete(true) // RST: the application sees a refusal, as without us
-			return outerErr
+		// A handshake that failed after ENO enabled tcpcrypt may be seen
+		// here first when both channels are ready; it takes the same
+		// path as when encrypting is seen first (the inner handshake,
+		// then a reset), so the outcome does not depend on scheduling.
+		end(d)
+		select {
+		case <-encrypting:
+		default:
+			if outerErr != nil {
+				s.finish(e, outerErr)
+				r.Complete(true) // RST: the application sees a refusal, as without us
+				return outerErr
+			}
 		}
 	}
 	// abortOuter gives up on the outer leg, whether it stands or is still
