@@ -239,7 +239,16 @@ func (s *syncBuffer) String() string {
 // if the test failed.
 func (n *testNS) startUp(t *testing.T, cfg string, env ...string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.name, binary(t), "up", "--config", cfg, "--log-level", "debug")
+	return n.startUpUnder(t, nil, cfg, env...)
+}
+
+// startUpUnder is startUp with the daemon run by a wrapper command (such
+// as a tracer), which gets the daemon's command line as its last arguments.
+func (n *testNS) startUpUnder(t *testing.T, wrapper []string, cfg string, env ...string) *daemonProc {
+	t.Helper()
+	args := append([]string{"netns", "exec", n.name}, wrapper...)
+	args = append(args, binary(t), "up", "--config", cfg, "--log-level", "debug")
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), env...)
 	d := &daemonProc{cmd: cmd, log: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = d.log, d.log

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpcryptd/tcpcryptd/config"
+	"github.com/tcpcryptd/tcpcryptd/proxyproto"
+)
+
+const unitFile = "../../dist/tcpcryptd.service"
+
+// unitSettings reads a systemd unit's settings as key → values, in file
+// order (a key may repeat), ignoring sections: the keys we check are
+// unique to [Service] or [Unit].
+func unitSettings(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kv := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: line without '=': %q", path, line)
+		}
+		kv[k] = append(kv[k], v)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// The unit and the daemon agree: the commands it runs exist, the runtime
+// directory it keeps across restarts is where the default control socket
+// and the journal of host changes live (tcpcryptd down after a crash needs
+// that journal), and the daemon reports readiness as Type=notify expects.
+func TestSystemdUnitMatchesDaemon(t *testing.T) {
+	kv := unitSettings(t, unitFile)
+	one := func(k string) string {
+		t.Helper()
+		if len(kv[k]) != 1 {
+			t.Fatalf("%s: %d values, want 1", k, len(kv[k]))
+		}
+		return kv[k][0]
+	}
+	app := newApp(io.Discard, io.Discard)
+	for _, k := range []string{"ExecStartPre", "ExecStart", "ExecStopPost"} {
+		f := strings.Fields(one(k))
+		if len(f) < 2 || filepath.Base(f[0]) != "tcpcryptd" {
+			t.Fatalf("%s=%q: want /PATH/tcpcryptd COMMAND", k, one(k))
+		}
+		if app.Command(f[1]) == nil {
+			t.Errorf("%s runs %q, which is not a tcpcryptd command", k, f[1])
+		}
+	}
+	if one("Type") != "notify" {
+		t.Errorf("Type=%s, want notify (the daemon sends READY=1)", one("Type"))
+	}
+	def := config.Default()
+	run := filepath.Join("/run", one("RuntimeDirectory"))
+	if filepath.Dir(def.Control.Socket) != run || filepath.Dir(journalPath(def)) != run {
+		t.Errorf("RuntimeDirectory %s, but the default control socket is %s and the journal %s", run, def.Control.Socket, journalPath(def))
+	}
+	if one("RuntimeDirectoryPreserve") != "yes" {
+		t.Error("RuntimeDirectoryPreserve must be yes: the journal that tcpcryptd down replays after a crash is there")
+	}
+	if !slices.Contains(strings.Fields(one("ReadWritePaths")), run) {
+		t.Errorf("ReadWritePaths=%s does not include %s (ProtectSystem=strict)", one("ReadWritePaths"), run)
+	}
+}
+
+// systemd itself accepts the unit: systemd-analyze verify, run against a
+// scratch root that holds the unit, the built daemon at the unit's paths and
+// this host's system units, prints nothing (an unknown or misspelt key, a
+// bad value or a missing executable each print a line). It does not run
+// the daemon under the unit's sandbox: that needs systemd as PID 1.
+func TestSystemdUnitVerifies(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze not installed (CI=true: not skipping)")
+		}
+		t.Skip("systemd-analyze not installed")
+	}
+	sysUnits := "/usr/lib/systemd/system"
+	if _, err := os.Stat(sysUnits); err != nil {
+		sysUnits = "/lib/systemd/system"
+	}
+	root := t.TempDir()
+	kv := unitSettings(t, unitFile)
+	bin := binary(t)
+	for _, k := range []string{"ExecStartPre", "ExecStart", "ExecStopPost"} {
+		for _, v := range kv[k] {
+			exe := strings.TrimLeft(strings.Fields(v)[0], "-@:+!")
+			copyFile(t, bin, filepath.Join(root, exe), 0o755)
+		}
+	}
+	unit := "/etc/systemd/system/tcpcryptd.service"
+	copyFile(t, unitFile, filepath.Join(root, unit), 0o644)
+	if err := os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", sysUnits, filepath.Join(root, "usr/lib/systemd/system")).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v\n%s", sysUnits, err, out)
+	}
+	out, err := exec.Command(sa, "verify", "--root="+root, unit).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// The unit's sandbox lets the daemon do its work: every system call the
+// daemon makes from start to SIGTERM, with a service relaying a connection
+// and the CLI asking it for its connections, is in the unit's
+// SystemCallFilter (its groups expanded by systemd-analyze), and every
+// socket it opens is of a family RestrictAddressFamilies allows. A call
+// outside the filter would fail with EPERM under systemd
+// (SystemCallErrorNumber=EPERM), which no other test would see: without
+// systemd as PID 1 the sandbox cannot be applied here, so strace records
+// what the daemon asks for instead.
+func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
+	var tools []string
+	for _, tool := range []string{"strace", "systemd-analyze"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not installed (CI=true: not skipping)", tool)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+		tools = append(tools, p)
+	}
+	strace, sa := tools[0], tools[1]
+	kv := unitSettings(t, unitFile)
+	allowed := expandSyscallFilter(t, sa, kv["SystemCallFilter"])
+	families := map[string]bool{}
+	for _, v := range kv["RestrictAddressFamilies"] {
+		for _, f := range strings.Fields(v) {
+			families[f] = true
+		}
+	}
+
+	ns := newTestNS(t)
+	dir := shortTempDir(t)
+	var backend net.Listener
+	ns.do(t, func() (err error) {
+		backend, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	defer backend.Close()
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		if _, err := proxyproto.ReadHeader(r); err != nil {
+			return
+		}
+		if _, err := r.ReadString('\n'); err == nil {
+			c.Write([]byte("echo\n"))
+		}
+	}()
+	cfg, sock := nsConfig(t, dir, backend.Addr().String())
+	trace := filepath.Join(dir, "trace")
+	d := ns.startUpUnder(t, []string{strace, "-f", "-qq", "-o", trace}, cfg)
+	d.waitReady(t, sock)
+
+	var client net.Conn
+	ns.do(t, func() (err error) {
+		client, err = net.DialTimeout("tcp", "10.254.78.1:443", 10*time.Second)
+		return err
+	})
+	client.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := client.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := bufio.NewReader(client).ReadString('\n'); err != nil || reply != "echo\n" {
+		t.Fatalf("reply %q %v", reply, err)
+	}
+	client.Close()
+	if out, err := exec.Command(binary(t), "status", "--control-socket", sock).CombinedOutput(); err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+
+	// SIGTERM goes to the daemon, strace's child: strace itself would
+	// detach and leave the daemon running. strace exits with its status.
+	pid := tracedChild(t, d.cmd.Process.Pid)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, d.log.String())
+	}
+
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := regexp.MustCompile(`(?m)^\d+\s+(?:<\.\.\. ([a-z0-9_]+) resumed>|([a-z0-9_]+)\()`)
+	used := map[string]int{}
+	for _, m := range call.FindAllSubmatch(b, -1) {
+		used[string(m[1])+string(m[2])]++
+	}
+	for _, must := range []string{"execve", "ioctl", "writev", "readv", "sendmsg", "exit_group"} {
+		if used[must] == 0 {
+			t.Fatalf("trace lacks %s: not a trace of the daemon's run?\n%.2000s", must, b)
+		}
+	}
+	for name := range used {
+		if !allowed[name] {
+			t.Errorf("the daemon calls %s, which the unit's SystemCallFilter does not allow", name)
+		}
+	}
+	sockCall := regexp.MustCompile(`socket\((AF_[A-Z0-9]+)`)
+	opened := map[string]bool{}
+	for _, m := range sockCall.FindAllSubmatch(b, -1) {
+		opened[string(m[1])] = true
+	}
+	for f := range opened {
+		if !families[f] {
+			t.Errorf("the daemon opens %s sockets, which RestrictAddressFamilies does not allow", f)
+		}
+	}
+	t.Logf("%d distinct system calls, all allowed", len(used))
+}
+
+// tracedChild returns the one child of the tracer process pid, waiting
+// for it to appear.
+func tracedChild(t *testing.T, pid int) int {
+	t.Helper()
+	path := "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("children of %d: %v", pid, err)
+		}
+		if f := strings.Fields(string(b)); len(f) == 1 {
+			c, err := strconv.Atoi(f[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		} else if len(f) > 1 || time.Now().After(deadline) {
+			t.Fatalf("tracer %d has children %q, want one", pid, f)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// expandSyscallFilter returns the system calls a SystemCallFilter
+// allow-list names, expanding @groups (which may hold groups) with
+// systemd-analyze syscall-filter.
+func expandSyscallFilter(t *testing.T, sa string, values []string) map[string]bool {
+	t.Helper()
+	allowed := map[string]bool{}
+	expanded := map[string]bool{}
+	var todo []string
+	for _, v := range values {
+		if strings.HasPrefix(v, "~") {
+			t.Fatalf("SystemCallFilter=%s: a deny-list; this test checks an allow-list", v)
+		}
+		todo = append(todo, strings.Fields(v)...)
+	}
+	for len(todo) > 0 {
+		item := todo[0]
+		todo = todo[1:]
+		if !strings.HasPrefix(item, "@") {
+			allowed[item] = true
+			continue
+		}
+		if expanded[item] {
+			continue
+		}
+		expanded[item] = true
+		out, err := exec.Command(sa, "syscall-filter", item).Output()
+		if err != nil {
+			t.Fatalf("systemd-analyze syscall-filter %s: %v", item, err)
+		}
+		lines := strings.Split(string(out), "\n")
+		n := 0
+		for _, l := range lines[1:] { // the first line names the group
+			l = strings.TrimSpace(l)
+			if l == "" || l[0] == '#' {
+				continue
+			}
+			todo = append(todo, l)
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("systemd-analyze syscall-filter %s: no entries", item)
+		}
+	}
+	return allowed
+}
+
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
