@@ -234,6 +234,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// listenLoopback listens on a free TCP port of the namespace's 127.0.0.1,
+// closed at the end of the test.
+func (n *testNS) listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	var l net.Listener
+	n.do(t, func() (err error) {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 // startUp runs 'tcpcryptd up --config cfg' in the namespace. The process
 // is killed at the end of the test if still running; its log is printed
 // if the test failed.
@@ -366,12 +379,7 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 		err  error
 	}
 	seenc := make(chan seen, 2)
-	var backend net.Listener
-	ns.do(t, func() (err error) {
-		backend, err = net.Listen("tcp", "127.0.0.1:0")
-		return err
-	})
-	defer backend.Close()
+	backend := ns.listenLoopback(t)
 	go func() {
 		for range 2 { // the client below, then one from the host to host_port
 			c, err := backend.Accept()

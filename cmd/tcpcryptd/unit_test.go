@@ -95,13 +95,7 @@ func TestSystemdUnitMatchesDaemon(t *testing.T) {
 // bad value or a missing executable each print a line). It does not run
 // the daemon under the unit's sandbox: that needs systemd as PID 1.
 func TestSystemdUnitVerifies(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-analyze not installed (CI=true: not skipping)")
-		}
-		t.Skip("systemd-analyze not installed")
-	}
+	sa := requireTool(t, "systemd-analyze")
 	sysUnits := "/usr/lib/systemd/system"
 	if _, err := os.Stat(sysUnits); err != nil {
 		sysUnits = "/lib/systemd/system"
@@ -139,18 +133,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 // systemd as PID 1 the sandbox cannot be applied here, so strace records
 // what the daemon asks for instead.
 func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
-	var tools []string
-	for _, tool := range []string{"strace", "systemd-analyze"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (CI=true: not skipping)", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-		tools = append(tools, p)
-	}
-	strace, sa := tools[0], tools[1]
+	strace, sa := requireTool(t, "strace"), requireTool(t, "systemd-analyze")
 	kv := unitSettings(t, unitFile)
 	allowed := expandSyscallFilter(t, sa, kv["SystemCallFilter"])
 	families := map[string]bool{}
@@ -162,12 +145,7 @@ func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
 
 	ns := newTestNS(t)
 	dir := shortTempDir(t)
-	var backend net.Listener
-	ns.do(t, func() (err error) {
-		backend, err = net.Listen("tcp", "127.0.0.1:0")
-		return err
-	})
-	defer backend.Close()
+	backend := ns.listenLoopback(t)
 	go func() {
 		c, err := backend.Accept()
 		if err != nil {
@@ -315,6 +293,20 @@ func expandSyscallFilter(t *testing.T, sa string, values []string) map[string]bo
 		}
 	}
 	return allowed
+}
+
+// requireTool returns the path of an installed program, or skips t without
+// it (fails it under CI=true, whose set-up installs it).
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed (CI=true: not skipping)", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
 }
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
