@@ -509,6 +509,12 @@ func (b *bench) phaseRouted(ctx context.Context) error {
 			return nil
 		})
 	}
+	// setNote appends, so each row's failures are noted once, over all runs.
+	for setup, n := range b.connFailed {
+		if n > 0 {
+			b.setNote("connrate", setup, fmt.Sprintf("%d connections failed", n))
+		}
+	}
 	// The memory runs come last: their tens of thousands of connections
 	// leave kernel state behind (conntrack entries, the backend's TIME-WAIT
 	// sockets) that would slow whichever setup ran next.
@@ -734,9 +740,6 @@ func (b *bench) measureRate(ctx context.Context, spec setupSpec, s Setup, c *cli
 	}
 	b.add("connrate", spec.connrate, rate)
 	b.logf("  connrate run %d: %.0f conn/s (%d failed)", r+1, rate, nfail)
-	if n := b.connFailed[spec.connrate]; n > 0 {
-		b.setNote("connrate", spec.connrate, fmt.Sprintf("%d connections failed", n))
-	}
 }
 
 // idleConns is -idle-conns, or fewer if a process of spec could not hold

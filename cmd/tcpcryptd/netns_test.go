@@ -247,6 +247,28 @@ func (n *testNS) listenLoopback(t *testing.T) net.Listener {
 	return l
 }
 
+// exchange connects from the namespace to addr, sends msg and a newline,
+// and checks that the answer is the line "echo msg" (what the tests'
+// backends answer). The connection, still open, is closed at the end of
+// the test.
+func (n *testNS) exchange(t *testing.T, addr, msg string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	n.do(t, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 10*time.Second)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte(msg + "\n")); err != nil {
+		t.Fatalf("%s: %v", addr, err)
+	}
+	if reply, err := bufio.NewReader(c).ReadString('\n'); err != nil || reply != "echo "+msg+"\n" {
+		t.Fatalf("%s: reply %q %v", addr, reply, err)
+	}
+	return c
+}
+
 // startUp runs 'tcpcryptd up --config cfg' in the namespace. The process
 // is killed at the end of the test if still running; its log is printed
 // if the test failed.
@@ -445,20 +467,7 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 
 	// A kernel client (no ENO) through the service: plain, relayed, with
 	// a PROXY header naming it and no session ID.
-	var client net.Conn
-	ns.do(t, func() (err error) {
-		client, err = net.DialTimeout("tcp", "10.254.78.1:443", 10*time.Second)
-		return err
-	})
-	defer client.Close()
-	client.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := client.Write([]byte("hello\n")); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := bufio.NewReader(client).ReadString('\n')
-	if err != nil || reply != "echo hello\n" {
-		t.Fatalf("reply %q %v", reply, err)
-	}
+	client := ns.exchange(t, "10.254.78.1:443", "hello")
 	s := <-seenc
 	clientAP := netip.MustParseAddrPort(client.LocalAddr().String())
 	if s.err != nil || s.hdr.Source != clientAP || s.hdr.Dest != netip.MustParseAddrPort("10.254.78.1:443") {
@@ -507,19 +516,7 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 
 	// The host's own connection to one of its addresses at host_port: DNAT
 	// in the output hook sends it to the service too.
-	var local net.Conn
-	ns.do(t, func() (err error) {
-		local, err = net.DialTimeout("tcp", "10.254.77.1:8443", 10*time.Second)
-		return err
-	})
-	defer local.Close()
-	local.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := local.Write([]byte("local\n")); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := bufio.NewReader(local).ReadString('\n'); err != nil || reply != "echo local\n" {
-		t.Fatalf("host_port from the host: reply %q %v", reply, err)
-	}
+	local := ns.exchange(t, "10.254.77.1:8443", "local")
 	s = <-seenc
 	localAP := netip.MustParseAddrPort(local.LocalAddr().String())
 	if s.err != nil || s.hdr.Source != localAP || s.hdr.Dest != netip.MustParseAddrPort("10.254.78.1:443") {

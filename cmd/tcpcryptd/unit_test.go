@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,8 +156,8 @@ func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
 		if _, err := proxyproto.ReadHeader(r); err != nil {
 			return
 		}
-		if _, err := r.ReadString('\n'); err == nil {
-			c.Write([]byte("echo\n"))
+		if line, err := r.ReadString('\n'); err == nil {
+			c.Write([]byte("echo " + line))
 		}
 	}()
 	cfg, sock := nsConfig(t, dir, backend.Addr().String())
@@ -166,19 +165,7 @@ func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
 	d := ns.startUpUnder(t, []string{strace, "-f", "-qq", "-o", trace}, cfg)
 	d.waitReady(t, sock)
 
-	var client net.Conn
-	ns.do(t, func() (err error) {
-		client, err = net.DialTimeout("tcp", "10.254.78.1:443", 10*time.Second)
-		return err
-	})
-	client.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := client.Write([]byte("hello\n")); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := bufio.NewReader(client).ReadString('\n'); err != nil || reply != "echo\n" {
-		t.Fatalf("reply %q %v", reply, err)
-	}
-	client.Close()
+	ns.exchange(t, "10.254.78.1:443", "hello").Close()
 	if out, err := exec.Command(binary(t), "status", "--control-socket", sock).CombinedOutput(); err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
