@@ -113,6 +113,7 @@ type Stack struct {
 	work     *workers   // goroutines for per-connection tasks
 	counters Counters
 	log      *slog.Logger
+	limits   *limitLog // limit events (floods, evictions, aborts), rate-limited
 	opts     Options
 
 	table *Table
@@ -148,6 +149,7 @@ func New(o Options) (*Stack, error) {
 		rtts:      newPeerRTTs(o.SACKMinRTT, o.Now),
 		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
+	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
