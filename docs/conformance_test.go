@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -43,6 +44,9 @@ var namedTest = regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)")
 
 // goTestFunc matches a top-level test or fuzz function.
 var goTestFunc = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)[A-Za-z0-9_]+)\(`)
+
+// mdLink matches the target of a Markdown link or image.
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
 // thisFile is skipped by the scans: it spells out the patterns it looks for.
 const thisFile = "docs/conformance_test.go"
@@ -226,6 +230,28 @@ func TestNoReferencesOutsideRepository(t *testing.T) {
 		for i, line := range bytes.Split(f.data, []byte("\n")) {
 			if m := outsideRef.Find(line); m != nil {
 				t.Errorf("%s:%d refers outside the repository (%q): %s", f.path, i+1, m, bytes.TrimSpace(line))
+			}
+		}
+	}
+}
+
+// TestMarkdownLinksResolve fails when a Markdown file links to a relative
+// path that does not exist in the repository.
+func TestMarkdownLinksResolve(t *testing.T) {
+	root := repoRoot(t)
+	for _, f := range walkRepo(t, root) {
+		if !strings.HasSuffix(f.path, ".md") {
+			continue
+		}
+		for _, m := range mdLink.FindAllSubmatch(f.data, -1) {
+			target := string(m[1])
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			target, _, _ = strings.Cut(target, "#")
+			p := filepath.Join(root, filepath.FromSlash(path.Dir(f.path)), filepath.FromSlash(target))
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("%s links to %s, which does not exist", f.path, m[1])
 			}
 		}
 	}
