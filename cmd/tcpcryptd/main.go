@@ -24,6 +24,7 @@ const (
 	exitEnvironment  = 4 // a dependency is missing: privileges, /dev/net/tun, IPv6
 	exitNotFound     = 5 // sessid: no such connection
 	exitNotEncrypted = 6 // sessid: the connection is plain TCP
+	exitNotReady     = 7 // status: the daemon answers but is starting or stopping
 )
 
 const exitCodesHelp = `EXIT CODES:
@@ -33,7 +34,8 @@ const exitCodesHelp = `EXIT CODES:
    3  invalid or unreadable configuration file (the message names the key)
    4  missing dependency: privileges (CAP_NET_ADMIN), /dev/net/tun, IPv6
    5  sessid: no connection with that address pair
-   6  sessid: the connection is not encrypted`
+   6  sessid: the connection is not encrypted
+   7  status: the daemon runs but is not ready (starting or stopping)`
 
 // version is set at link time (-ldflags "-X main.version=...").
 var version = "0.1.0-dev"

@@ -52,7 +52,11 @@ table and prints one line per connection:
    SENT     plaintext bytes towards REMOTE; RECV: from REMOTE
    AGE      time since the connection arrived
 
---json prints the full table (control API /v1/connections) instead.`,
+--json prints the full table (control API /v1/connections) instead.
+
+Exits 0 when the daemon is ready, 7 while it is starting or stopping (the
+table is still printed), 1 when no daemon answers: 'until tcpcryptd status
+>/dev/null; do sleep 0.2; done' waits for readiness.`,
 		Flags: append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -63,6 +67,12 @@ table and prints one line per connection:
 				return err
 			}
 			defer cl.Close()
+			// Health first: the exit code says whether the daemon is
+			// ready, so scripts and health checks can wait on it.
+			h, herr := cl.Health()
+			if herr != nil && !errors.Is(herr, control.ErrUnavailable) {
+				return herr
+			}
 			conns, err := cl.Connections()
 			if err != nil {
 				return err
@@ -73,13 +83,15 @@ table and prints one line per connection:
 				}
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
-				return enc.Encode(control.ConnectionList{Connections: conns})
+				if err := enc.Encode(control.ConnectionList{Connections: conns}); err != nil {
+					return err
+				}
+			} else {
+				renderStatus(c.App.Writer, h, conns, time.Now())
 			}
-			h, err := cl.Health()
-			if err != nil && !errors.Is(err, control.ErrUnavailable) {
-				return err
+			if herr != nil {
+				return withCode(exitNotReady, errors.New("the daemon is starting or stopping (not ready)"))
 			}
-			renderStatus(c.App.Writer, h, conns, time.Now())
 			return nil
 		},
 	}

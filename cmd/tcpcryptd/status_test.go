@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,40 @@ func TestHumanBytes(t *testing.T) {
 	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 30, "5.0 GiB"}, {1 << 60, "1024.0 PiB"}} {
 		if got := humanBytes(tc.n); got != tc.want {
 			t.Errorf("humanBytes(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestStatusExitCodeTracksReadiness: status exits exitNotReady while the
+// daemon answers but is starting or stopping, and 0 only once it is ready,
+// so scripts can wait on it (the table is printed either way).
+func TestStatusExitCodeTracksReadiness(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	l, err := control.Listen(control.ListenOptions{Path: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &apiSource{device: "tc0", started: time.Now()}
+	srv := control.Serve(l, control.NewHandler(src, nil, nil))
+	t.Cleanup(func() { srv.Close() })
+
+	for _, json := range []bool{false, true} {
+		args := []string{"status", "--control-socket", sock}
+		if json {
+			args = append(args, "--json")
+		}
+		src.ready.Store(false)
+		src.stopping.Store(false)
+		if code, out, stderr := runCLI(t, args...); code != exitNotReady || !strings.Contains(stderr, "not ready") {
+			t.Fatalf("%v while starting: exit %d, stdout %q, stderr %q", args, code, out, stderr)
+		}
+		src.ready.Store(true)
+		if code, out, stderr := runCLI(t, args...); code != exitOK {
+			t.Fatalf("%v when ready: exit %d, stdout %q, stderr %q", args, code, out, stderr)
+		}
+		src.stopping.Store(true)
+		if code, _, _ := runCLI(t, args...); code != exitNotReady {
+			t.Fatalf("%v while stopping: exit %d", args, code)
 		}
 	}
 }
