@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
@@ -483,5 +484,33 @@ func TestResumeReorderedBurst(t *testing.T) {
 	}
 	if got := p.b.Counters().Resumed.Load(); got < n {
 		t.Fatalf("B counted %d resumed handshakes, want %d", got, n)
+	}
+}
+
+// TestResumptionSweep (issue 13, hole 5): the stack's sweeper erases
+// expired resumption secrets while nothing touches the cache (an idle
+// daemon does not keep a day-old chain's future in memory), and mirrors
+// the cache's counters.
+func TestResumptionSweep(t *testing.T) {
+	var skew atomic.Int64 // the cache's clock runs ahead of time.Now by skew
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	mk := func(o *Options) {
+		o.SweepInterval = 10 * time.Millisecond
+		o.TCPCrypt = &tcpcrypt.Config{Resumption: true, Cache: tcpcrypt.NewCache(tcpcrypt.CacheConfig{Lifetime: time.Hour, Now: now})}
+	}
+	p := newPair(t, pairOpts{a: mk, b: mk})
+	client, server := dialAccept(t, p, false, 130, nil, nil)
+	exchange(t, client, server, []byte("prime"), []byte("cache"))
+	cache := p.b.tcpcrypt().Cache
+	if cache.Len() != 1 {
+		t.Fatalf("B holds %d chains, want 1", cache.Len())
+	}
+	skew.Store(int64(2 * time.Hour))
+	deadline := time.Now().Add(10 * time.Second)
+	for cache.Len() != 0 || p.b.Counters().ResumeExpired.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("an expired chain is still held (%d chains, %d expired counted)", cache.Len(), p.b.Counters().ResumeExpired.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

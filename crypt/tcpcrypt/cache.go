@@ -252,6 +252,9 @@ func NewCache(cfg CacheConfig) *Cache {
 	}
 }
 
+// Config returns the cache's configuration with the defaults filled in.
+func (c *Cache) Config() CacheConfig { return c.cfg }
+
 // Len returns the number of chains held, reserved ones included.
 func (c *Cache) Len() int {
 	c.mu.Lock()
