@@ -526,3 +526,41 @@ func TestCacheDefaultLifetime(t *testing.T) {
 		t.Fatalf("DefaultCacheLifetime = %v, want 24h", DefaultCacheLifetime)
 	}
 }
+
+// BenchmarkCacheOpenWindow: the one-time cost of deriving a chain's
+// look-ahead window when the peer's first resumption offer arrives.
+func BenchmarkCacheOpenWindow(b *testing.B) {
+	for b.Loop() {
+		c := NewCache(CacheConfig{})
+		c.add("a", kex.X25519, eno.RoleB, schedule.AES128GCM, secret(1, 1))
+		c.takeForAnswer("a", kex.X25519, make([]byte, ResumeHalfLen), aes128)
+	}
+}
+
+// BenchmarkCacheAnswerMiss: an offer that names no cached secret (a
+// guessing attacker's SYN) against a peer holding MaxPerPeer chains.
+func BenchmarkCacheAnswerMiss(b *testing.B) {
+	c := NewCache(CacheConfig{})
+	for i := range DefaultCachePerPeer {
+		c.add("a", kex.X25519, eno.RoleB, schedule.AES128GCM, secret(byte(i+1), 1))
+	}
+	half := make([]byte, ResumeHalfLen)
+	c.takeForAnswer("a", kex.X25519, half, aes128)
+	for i := 0; b.Loop(); i++ {
+		half[0], half[1] = byte(i), byte(i>>8)
+		c.takeForAnswer("a", kex.X25519, half, aes128)
+	}
+}
+
+// BenchmarkCacheResumeSequential: A offers and B answers one secret after
+// another (the common case): one identifier derived per resumption.
+func BenchmarkCacheResumeSequential(b *testing.B) {
+	a, bc := NewCache(CacheConfig{}), NewCache(CacheConfig{})
+	chainPair(a, bc, "b", "a", 1)
+	for b.Loop() {
+		r := a.takeForOffer("b", kex.X25519, aes128)
+		s := bc.takeForAnswer("a", kex.X25519, aHalf(r.ss), aes128)
+		a.release(r, false)
+		bc.release(s, false)
+	}
+}
