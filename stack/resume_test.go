@@ -485,6 +485,10 @@ func TestResumeReorderedBurst(t *testing.T) {
 	if got := p.b.Counters().Resumed.Load(); got < n {
 		t.Fatalf("B counted %d resumed handshakes, want %d", got, n)
 	}
+	// The cache is back to its baseline: the one chain at each end.
+	if ha.cache.Len() != 1 || hb.cache.Len() != 1 {
+		t.Fatalf("chains held after the burst: A %d, B %d, want 1 each", ha.cache.Len(), hb.cache.Len())
+	}
 }
 
 // TestResumptionSweep (issue 13, hole 5): the stack's sweeper erases
