@@ -53,6 +53,7 @@ type Config struct {
 	Log      Log
 	Runtime  Runtime
 	TCP      TCP
+	Limits   Limits
 }
 
 // Device describes the TUN device and its addresses.
@@ -137,6 +138,22 @@ type TCP struct {
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
 }
+
+// Limits bound what hostile peers can make the daemon hold or compute.
+type Limits struct {
+	// ResumptionLookAhead is how many resumption secrets past the next
+	// unused one of a chain a passive opener recognises, so that
+	// concurrent connections whose SYNs arrive out of order still resume
+	// (0: only the next one).
+	ResumptionLookAhead int
+	// ResumptionPrefixShare is how many resumption chains one IPv4
+	// address or one IPv6 /64 may hold in the cache.
+	ResumptionPrefixShare int
+}
+
+// maxResumptionLookAhead bounds limits.resumption_lookahead (the work one
+// resumption SYN can cost); tcpcrypt.MaxLookAhead.
+const maxResumptionLookAhead = 1024
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.

@@ -72,6 +72,10 @@ type file struct {
 	TCP struct {
 		SACKMinRTT string `toml:"sack_min_rtt"`
 	} `toml:"tcp"`
+	Limits struct {
+		ResumptionLookAhead   int `toml:"resumption_lookahead"`
+		ResumptionPrefixShare int `toml:"resumption_prefix_share"`
+	} `toml:"limits"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -288,6 +292,16 @@ func (f *file) validate(name string) (*Config, error) {
 	if c.TCP.SACKMinRTT > maxSACKMinRTT {
 		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
 	}
+
+	lim := &f.Limits
+	if lim.ResumptionLookAhead < 0 || lim.ResumptionLookAhead > maxResumptionLookAhead {
+		v.fail("limits.resumption_lookahead", "%d is out of range; use 0-%d secrets", lim.ResumptionLookAhead, maxResumptionLookAhead)
+	}
+	c.Limits.ResumptionLookAhead = lim.ResumptionLookAhead
+	if lim.ResumptionPrefixShare < 1 || lim.ResumptionPrefixShare > 1<<22 {
+		v.fail("limits.resumption_prefix_share", "%d is out of range; use 1-4194304 chains", lim.ResumptionPrefixShare)
+	}
+	c.Limits.ResumptionPrefixShare = lim.ResumptionPrefixShare
 
 	if v.err != nil {
 		return nil, v.err

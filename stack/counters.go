@@ -46,6 +46,13 @@ type Counters struct {
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
 	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
 	NoSACK           atomic.Uint64 // connections with a near peer opened without SACK (Options.SACKMinRTT)
+
+	// Resumption cache (RFC 8548 §3.5), copied from tcpcrypt.Cache.Stats on
+	// every sweep (resumecache.go).
+	ResumeChains       atomic.Uint64 // chains held
+	ResumeExpired      atomic.Uint64 // chains erased at the end of their lifetime
+	ResumeEvictedOwn   atomic.Uint64 // chains dropped for a newer one of the same peer or prefix
+	ResumeEvictedOther atomic.Uint64 // chains dropped for another prefix's (cache full, theirs the largest share)
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -91,6 +98,11 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"handshake-errors":  c.HandshakeErrors.Load(),
 		"required-refusals": c.RequiredRefusals.Load(),
 		"forward-loops":     c.ForwardLoops.Load(),
+
+		"resume-chains":        c.ResumeChains.Load(),
+		"resume-expired":       c.ResumeExpired.Load(),
+		"resume-evicted-own":   c.ResumeEvictedOwn.Load(),
+		"resume-evicted-other": c.ResumeEvictedOther.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

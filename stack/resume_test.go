@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
@@ -380,5 +382,139 @@ func resumedDataCarriesENO(t *testing.T, withoutSACK bool) {
 			}
 			break
 		}
+	}
+}
+
+// TestResumeReorderedBurst (issue 13, hole 5): 64 connections dialled at
+// once from one host each offer their own resumption index; the wire holds
+// their SYNs until all 64 are out and delivers them in a random order.
+// Every connection resumes at both ends and B generates no key (a resumed
+// session draws at most its 8-byte nonce). Before, B recognised only 3
+// secrets past its next unused one, and most of a reordered burst made a
+// fresh key exchange.
+func TestResumeReorderedBurst(t *testing.T) {
+	const n = 64
+	var ha, hb resumingHost
+	var (
+		armed    atomic.Bool
+		held     [][]byte
+		seen     = map[uint16]bool{}
+		released atomic.Bool
+	)
+	rng := mrand.New(mrand.NewPCG(13, 5))
+	// The hook runs on the A→B pump goroutine only: held, seen and rng
+	// need no lock.
+	hook := func(pk *wiretest.Packet) wiretest.Verdict {
+		s, ok := wiretest.ParseTCP(pk.Data)
+		if !ok || !armed.Load() || released.Load() || !isResumptionSYN(s) {
+			return wiretest.Verdict{}
+		}
+		if seen[s.Src.Port()] {
+			return wiretest.Verdict{Drop: true} // a retransmission of a held SYN
+		}
+		seen[s.Src.Port()] = true
+		held = append(held, bytes.Clone(pk.Data))
+		if len(held) < n {
+			return wiretest.Verdict{Drop: true}
+		}
+		released.Store(true)
+		rng.Shuffle(len(held), func(i, j int) { held[i], held[j] = held[j], held[i] })
+		return wiretest.Verdict{Drop: true, Before: held}
+	}
+	p := newPair(t, pairOpts{a: ha.options, b: hb.options, hookAB: hook})
+	dialAccept(t, p, false, 120, nil, nil) // fresh: starts the chain
+	l, err := p.b.Listen(addrB4, 121, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ctx := ctxT(t)
+	type result struct {
+		neg Negotiation
+		err error
+	}
+	accepted, dialled := make(chan result, n), make(chan result, n)
+	go func() {
+		for range n {
+			c, err := l.AcceptConn(ctx)
+			if err != nil {
+				accepted <- result{err: err}
+				return
+			}
+			accepted <- result{neg: c.Negotiation()}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	drawnB := hb.rand.n.Load()
+	armed.Store(true)
+	for range n {
+		go func() {
+			c, err := p.a.Dial(ctx, netip.AddrPortFrom(addrA4, 0), netip.AddrPortFrom(addrB4, 121), nil)
+			if err != nil {
+				dialled <- result{err: err}
+				return
+			}
+			dialled <- result{neg: c.Negotiation()}
+			t.Cleanup(func() { c.Close() })
+		}()
+	}
+	fresh := 0
+	for _, ch := range []chan result{dialled, accepted} {
+		for range n {
+			r := <-ch
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if !r.neg.Encrypted {
+				t.Fatalf("a connection of the burst is not encrypted: %+v", r.neg)
+			}
+			if !r.neg.Resumed {
+				fresh++
+			}
+		}
+	}
+	if !released.Load() {
+		t.Fatal("the wire did not hold and reorder the burst")
+	}
+	if fresh > 0 {
+		t.Fatalf("%d of %d connection ends made a fresh key exchange", fresh, 2*n)
+	}
+	if d := hb.rand.n.Load() - drawnB; d > n*8 {
+		t.Fatalf("B drew %d random bytes for %d resumed sessions: a key was generated", d, n)
+	}
+	if got := p.b.Counters().Resumed.Load(); got < n {
+		t.Fatalf("B counted %d resumed handshakes, want %d", got, n)
+	}
+	// The cache is back to its baseline: the one chain at each end.
+	if ha.cache.Len() != 1 || hb.cache.Len() != 1 {
+		t.Fatalf("chains held after the burst: A %d, B %d, want 1 each", ha.cache.Len(), hb.cache.Len())
+	}
+}
+
+// TestResumptionSweep (issue 13, hole 5): the stack's sweeper erases
+// expired resumption secrets while nothing touches the cache (an idle
+// daemon does not keep a day-old chain's future in memory), and mirrors
+// the cache's counters.
+func TestResumptionSweep(t *testing.T) {
+	var skew atomic.Int64 // the cache's clock runs ahead of time.Now by skew
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	mk := func(o *Options) {
+		o.SweepInterval = 10 * time.Millisecond
+		o.TCPCrypt = &tcpcrypt.Config{Resumption: true, Cache: tcpcrypt.NewCache(tcpcrypt.CacheConfig{Lifetime: time.Hour, Now: now})}
+	}
+	p := newPair(t, pairOpts{a: mk, b: mk})
+	client, server := dialAccept(t, p, false, 130, nil, nil)
+	exchange(t, client, server, []byte("prime"), []byte("cache"))
+	cache := p.b.tcpcrypt().Cache
+	if cache.Len() != 1 {
+		t.Fatalf("B holds %d chains, want 1", cache.Len())
+	}
+	skew.Store(int64(2 * time.Hour))
+	deadline := time.Now().Add(10 * time.Second)
+	for cache.Len() != 0 || p.b.Counters().ResumeExpired.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("an expired chain is still held (%d chains, %d expired counted)", cache.Len(), p.b.Counters().ResumeExpired.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

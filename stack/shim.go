@@ -40,6 +40,8 @@ type shim struct {
 	// trustRX: the child validates checksums (CapabilityRXChecksumOffload),
 	// so the shim need not check them before feeding a negotiator.
 	trustRX bool
+	// onSweep, if set, runs on every sweep after the flow table's.
+	onSweep atomic.Pointer[func()]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -77,6 +79,9 @@ func (s *shim) sweeper(every time.Duration) {
 			return
 		case <-t.C:
 			s.flows.sweep()
+			if f := s.onSweep.Load(); f != nil {
+				(*f)()
+			}
 		}
 	}
 }

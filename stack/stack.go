@@ -164,6 +164,10 @@ func New(o Options) (*Stack, error) {
 		s.flows = newFlowTable(o.MaxFlows, o.HalfOpenTimeout, o.UnclaimedTimeout, o.Now, &s.counters)
 		s.shim = newShim(o.Link, s.flows, &s.counters, o.SweepInterval)
 		s.shim.setFactory(s.passiveFlow)
+		if tc := o.TCPCrypt; tc != nil && tc.Cache != nil {
+			sweep := s.sweepResumption
+			s.shim.onSweep.Store(&sweep)
+		}
 		link = s.shim
 	}
 	if err := s.configureNIC(o, link); err != nil {

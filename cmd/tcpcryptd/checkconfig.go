@@ -40,7 +40,7 @@ each shown with its default value.`,
 			}
 			// The protocol package checks the crypto section once more, as
 			// 'up' will.
-			if _, err := tcpcryptConfig(cfg.Crypto, nil); err != nil {
+			if _, err := tcpcryptConfig(cfg.Crypto, cfg.Limits, nil); err != nil {
 				return withCode(exitConfig, err)
 			}
 			printSummary(c.App.Writer, cfg, from)
@@ -78,7 +78,8 @@ func printSummary(w io.Writer, cfg *config.Config, from string) {
 	cr := cfg.Crypto
 	res := "off"
 	if cr.Resumption && cr.ResumptionCacheSize > 0 {
-		res = fmt.Sprintf("on (%d entries, %s)", cr.ResumptionCacheSize, cr.ResumptionLifetime)
+		res = fmt.Sprintf("on (%d entries, %s, look-ahead %d, %d per client prefix)", cr.ResumptionCacheSize, cr.ResumptionLifetime,
+			cfg.Limits.ResumptionLookAhead, cfg.Limits.ResumptionPrefixShare)
 	}
 	fmt.Fprintf(w, "crypto    TEPs %s, AEADs %s, resumption %s\n", strings.Join(cr.TEPs, " "), strings.Join(cr.AEADs, " "), res)
 	fmt.Fprintf(w, "control   %s (mode %04o)\n", cfg.Control.Socket, cfg.Control.Mode)

@@ -32,6 +32,7 @@ type collector struct {
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
 	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
+	resumeChains, resumeDrops *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -82,6 +83,12 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
 		linkDrops:   d("link_drops_total", "Packets the TUN link endpoint dropped, by reason.", "direction", "reason"),
 		linkErrors:  d("link_errors_total", "read(2)/write(2) failures on the TUN device.", "direction"),
+		resumeChains: d("resumption_cache_chains",
+			"Resumption chains (RFC 8548 §3.5) held in the cache, as of the last sweep."),
+		resumeDrops: d("resumption_cache_drops_total",
+			"Resumption chains erased from the cache before use, by reason: expired (end of crypto.resumption_lifetime), "+
+				"evicted_own (replaced by a newer chain of the same client or prefix: limits.resumption_prefix_share), "+
+				"evicted_other (cache full: dropped from the prefix holding the most chains), as of the last sweep.", "reason"),
 	}
 }
 
@@ -92,7 +99,8 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
+		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
+		c.resumeChains, c.resumeDrops} {
 		ch <- d
 	}
 }
@@ -151,6 +159,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.enabled, sc.Enabled.Load())
 	counter(c.loops, sc.ForwardLoops.Load())
 	counter(c.noSACK, sc.NoSACK.Load())
+	gauge(c.resumeChains, float64(sc.ResumeChains.Load()))
+	counter(c.resumeDrops, sc.ResumeExpired.Load(), "expired")
+	counter(c.resumeDrops, sc.ResumeEvictedOwn.Load(), "evicted_own")
+	counter(c.resumeDrops, sc.ResumeEvictedOther.Load(), "evicted_other")
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}

@@ -226,7 +226,7 @@ func (d *daemon) start() error {
 		log.Warn("KEY LOG IS ON: session secrets are written to a file; anyone who can read it can decrypt captured traffic. Do not use in production.",
 			"file", cfg.Log.KeyLog)
 	}
-	tc, err := tcpcryptConfig(cfg.Crypto, keyLog)
+	tc, err := tcpcryptConfig(cfg.Crypto, cfg.Limits, keyLog)
 	if err != nil {
 		return err
 	}

@@ -22,8 +22,9 @@ import (
 // The file lists TEPs most preferred first; tcpcrypt.Config.TEPs is in
 // increasing order of preference (the order of B's SYN option, RFC 8547
 // §4.5), so the list is reversed. AEADs are most preferred first in both.
-// keyLog is nil unless the operator asked for a key log.
-func tcpcryptConfig(c config.Crypto, keyLog io.Writer) (*tcpcrypt.Config, error) {
+// keyLog is nil unless the operator asked for a key log. The resumption
+// cache takes its bounds from the crypto section and from l.
+func tcpcryptConfig(c config.Crypto, l config.Limits, keyLog io.Writer) (*tcpcrypt.Config, error) {
 	tc := &tcpcrypt.Config{
 		EphemeralLifetime: c.EphemeralKeyLifetime,
 		RekeyAfter:        c.RekeyAfterBytes,
@@ -48,9 +49,15 @@ func tcpcryptConfig(c config.Crypto, keyLog io.Writer) (*tcpcrypt.Config, error)
 	// for any secret, so resumption is off (the daemon says so at start).
 	if c.Resumption && c.ResumptionCacheSize > 0 {
 		tc.Resumption = true
+		lookAhead := l.ResumptionLookAhead
+		if lookAhead == 0 {
+			lookAhead = -1 // the package reads 0 as its default
+		}
 		tc.Cache = tcpcrypt.NewCache(tcpcrypt.CacheConfig{
-			MaxEntries: c.ResumptionCacheSize,
-			Lifetime:   c.ResumptionLifetime,
+			MaxEntries:  c.ResumptionCacheSize,
+			Lifetime:    c.ResumptionLifetime,
+			LookAhead:   lookAhead,
+			PrefixShare: l.ResumptionPrefixShare,
 		})
 	}
 	if err := tc.Check(); err != nil {

@@ -35,7 +35,7 @@ rekey_after_bytes = 1000000
 resumption_cache_size = 16
 `)
 	var kl bytes.Buffer
-	tc, err := tcpcryptConfig(cfg.Crypto, &kl)
+	tc, err := tcpcryptConfig(cfg.Crypto, cfg.Limits, &kl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +53,13 @@ resumption_cache_size = 16
 	}
 
 	off := mustParse(t, "[crypto]\nresumption_cache_size = 0\n")
-	if tc, err := tcpcryptConfig(off.Crypto, nil); err != nil || tc.Resumption || tc.Cache != nil || tc.KeyLog != nil {
+	if tc, err := tcpcryptConfig(off.Crypto, off.Limits, nil); err != nil || tc.Resumption || tc.Cache != nil || tc.KeyLog != nil {
 		t.Errorf("cache size 0: %+v %v", tc, err)
 	}
-	if _, err := tcpcryptConfig(config.Crypto{TEPs: []string{"rsa"}, AEADs: []string{"aes128gcm"}}, nil); err == nil {
+	if _, err := tcpcryptConfig(config.Crypto{TEPs: []string{"rsa"}, AEADs: []string{"aes128gcm"}}, config.Limits{}, nil); err == nil {
 		t.Error("unknown TEP accepted")
 	}
-	if _, err := tcpcryptConfig(config.Crypto{TEPs: []string{"x25519"}, AEADs: []string{"des"}}, nil); err == nil {
+	if _, err := tcpcryptConfig(config.Crypto{TEPs: []string{"x25519"}, AEADs: []string{"des"}}, config.Limits{}, nil); err == nil {
 		t.Error("unknown AEAD accepted")
 	}
 }

@@ -175,3 +175,23 @@ func TestDirection(t *testing.T) {
 		t.Error("Direction names/Reverse")
 	}
 }
+
+// TestResumeIDIntoAndClone: ResumeIDInto gives resume[i] as ResumeID
+// does (the cache derives identifiers into buffers it then clears), and a
+// clone is zeroed independently of the secret it copies.
+func TestResumeIDIntoAndClone(t *testing.T) {
+	ss := SessionSecretFromBytes(bytes.Repeat([]byte{7}, KLen), 3)
+	var id [ResumeIDLen]byte
+	ss.ResumeIDInto(&id)
+	if id != ss.ResumeID() || id == ([ResumeIDLen]byte{}) {
+		t.Fatalf("ResumeIDInto %x, ResumeID %x", id, ss.ResumeID())
+	}
+	c := ss.Clone()
+	if !c.Equal(ss) || c.Index() != 3 {
+		t.Fatal("clone differs")
+	}
+	c.Zero()
+	if c.Equal(ss) || !bytes.Equal(ss.Bytes(), bytes.Repeat([]byte{7}, KLen)) {
+		t.Fatal("zeroing a clone touched the original")
+	}
+}

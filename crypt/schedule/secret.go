@@ -57,9 +57,24 @@ func (s *SessionSecret) Next() *SessionSecret {
 // sends, bytes 9..17 the half of the original B.
 func (s *SessionSecret) ResumeID() [ResumeIDLen]byte {
 	var id [ResumeIDLen]byte
+	s.ResumeIDInto(&id)
+	return id
+}
+
+// ResumeIDInto writes resume[i] (see ResumeID) into id and erases the
+// derivation's output buffer, so that the only copy is the caller's, which
+// it clears when done (issue 13: identifiers of secrets not yet used are
+// as sensitive as the chain's future).
+func (s *SessionSecret) ResumeIDInto(id *[ResumeIDLen]byte) {
 	okm := CPRF(s.b[:], []byte{ConstResume}, ResumeIDLen)
 	copy(id[:], okm)
-	return id
+	clear(okm)
+}
+
+// Clone returns a copy of ss[i]; the caller zeroes it independently.
+func (s *SessionSecret) Clone() *SessionSecret {
+	c := *s
+	return &c
 }
 
 // SessionID returns session_id[i] = TEP-byte | CPRF(ss[i], CONST_SESSID | sn[i], K_LEN)

@@ -1,8 +1,10 @@
 package tcpcrypt
 
 import (
+	"container/heap"
 	"container/list"
-	"crypto/subtle"
+	"crypto/rand"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -12,39 +14,74 @@ import (
 	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
 )
 
-// Cache defaults.
+// Cache defaults and bounds.
 const (
-	DefaultCacheEntries  = 4096
-	DefaultCachePerPeer  = 8
-	DefaultCacheLifetime = time.Hour
-	DefaultLookAhead     = 3
+	DefaultCacheEntries = 4096
+	DefaultCachePerPeer = 8
+	// DefaultCacheLifetime is the configuration's documented default
+	// (crypto.resumption_lifetime), so that a Cache built without the
+	// configuration behaves as the daemon does.
+	DefaultCacheLifetime = 24 * time.Hour
+	// DefaultLookAhead lets a burst of 64 concurrent connections from one
+	// host resume whatever order their SYNs arrive in.
+	DefaultLookAhead = 64
+	// MaxLookAhead bounds LookAhead: it bounds the work one resumption
+	// offer can cost and the memory of one chain's window.
+	MaxLookAhead = 1024
+	// DefaultPrefixShare is how many chains one IPv4 address or one IPv6
+	// /64 may hold (see CacheConfig.PrefixShare).
+	DefaultPrefixShare = 64
 )
+
+// lookAheadRefill is how many new identifiers a secret taken from a chain
+// derives at most to extend the look-ahead window again. Sequential use
+// takes one and derives one; more lets a window that a jump ahead emptied
+// regrow over the next few takes. Bounding it bounds the work per SYN.
+const lookAheadRefill = 4
 
 // CacheConfig configures a Cache. The zero value gives the defaults.
 type CacheConfig struct {
 	// MaxEntries bounds the number of chains held (0 = DefaultCacheEntries).
-	// When full, the chain created first is dropped.
+	// When full, a new chain takes the place of the oldest chain of the
+	// prefix holding the most chains, its own prefix's if that holds at
+	// least as many (see PrefixShare).
 	MaxEntries int
 	// MaxPerPeer bounds the chains held per (peer, TEP) (0 =
-	// DefaultCachePerPeer); it also bounds the work of matching a
+	// DefaultCachePerPeer); it also bounds the map lookups of matching a
 	// resumption offer. The chain created first is dropped.
 	MaxPerPeer int
+	// PrefixShare bounds the chains held per prefix: one IPv4 address, or
+	// one IPv6 /64 (0 = DefaultPrefixShare). A prefix at its share drops
+	// its own oldest chain for a new one.
+	//
+	// Decision (issue 13): IPv4 per address, IPv6 per /64. A /64 is the
+	// smallest block a site or host is normally given (SLAAC needs it),
+	// so an IPv6 attacker holds 2^64 addresses as cheaply as one: counting
+	// per address would give it as many shares as it likes. IPv4
+	// addresses are scarce and a /24 often mixes unrelated customers
+	// (hosting, carrier-grade NAT), so counting per /24 would let one of
+	// them crowd out its neighbours. Peers that are not IP addresses
+	// (tests, other transports) each form their own prefix.
+	PrefixShare int
 	// Lifetime is how long a chain may be used after the fresh key exchange
 	// that created it (0 = DefaultCacheLifetime). Measured from creation,
 	// not from last use, so regular resumption cannot keep a chain (and the
-	// exposure of its future secrets) alive for ever.
+	// exposure of its future secrets) alive for ever. Expired chains are
+	// erased on every use of the cache and by Sweep.
 	Lifetime time.Duration
 	// LookAhead is how many secrets past the next unused one a passive
-	// opener recognises (0 = DefaultLookAhead; negative = none).
+	// opener recognises (0 = DefaultLookAhead; negative = none; at most
+	// MaxLookAhead).
 	//
-	// Decision (digest §20 item 7): RFC 8548 §3.5 leaves open how far a
-	// passive opener searches ahead. An active opener moves to i+1 after
-	// any attempt, including one whose SYN was lost or refused, so the
-	// passive side accepts resume[i..i+LookAhead]. A match at i+k keeps
-	// ss[i..i+k-1] answerable, for at most LookAhead skipped secrets per
-	// chain, since concurrent SYNs may arrive out of order (takeForAnswer).
-	// Attackers cannot move us forward without knowing the identifiers
-	// (§8).
+	// Decision (digest §20 item 7, issue 13): RFC 8548 §3.5 leaves open
+	// how far a passive opener searches ahead. An active opener moves to
+	// i+1 after any attempt, including one whose SYN was lost or refused,
+	// and concurrent connections each take their own index, so their SYNs
+	// may arrive in any order. The passive side therefore recognises
+	// resume[f..f+LookAhead], f its next unused index, and keeps the
+	// secrets a match passes over answerable (at most LookAhead of them):
+	// each is still used at most once, as §3.5 requires. Attackers cannot
+	// move us forward without knowing the identifiers (§8).
 	LookAhead int
 	// SplitByRole restricts each chain to one kind of use at this host
 	// (RFC 8548 §3.5 MAY): a chain created while we were A is only offered
@@ -60,6 +97,20 @@ type CacheConfig struct {
 	SplitByRole bool
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
+}
+
+// CacheStats are a Cache's counters (see Cache.Stats).
+type CacheStats struct {
+	Chains int // chains held now
+	// Expired counts chains erased at the end of their lifetime.
+	Expired uint64
+	// EvictedOwn counts chains dropped for a newer chain of the same
+	// peer or prefix (MaxPerPeer, PrefixShare, or a full cache in which
+	// that prefix held the most chains).
+	EvictedOwn uint64
+	// EvictedOther counts chains dropped for a chain of another prefix
+	// because the cache was full and their prefix held the most chains.
+	EvictedOther uint64
 }
 
 // Cache holds resumption secrets (RFC 8548 §3.5): for each chain started by
@@ -78,11 +129,15 @@ type CacheConfig struct {
 type Cache struct {
 	cfg CacheConfig
 
-	mu     sync.Mutex // guards everything below
-	chains map[uint64]*chain
-	byPeer map[peerKey][]*chain // in creation order
-	order  *list.List           // every chain, in creation order (front = oldest)
-	nextID uint64
+	mu       sync.Mutex // guards everything below
+	chains   map[uint64]*chain
+	byPeer   map[peerKey][]*chain // in creation order
+	order    *list.List           // every chain, in creation order (front = oldest)
+	prefixes map[string]*share
+	largest  shareHeap // every share, the one holding the most chains first
+	nextID   uint64
+	stats    CacheStats
+	derived  uint64 // identifiers derived (tests: the work per offer)
 }
 
 type peerKey struct {
@@ -90,29 +145,63 @@ type peerKey struct {
 	tep  kex.ID
 }
 
+// share is the part of the cache one prefix holds.
+type share struct {
+	prefix string
+	chains *list.List // this prefix's chains, in creation order
+	index  int        // in Cache.largest
+}
+
 // chain is the cache state of one ss[0] chain.
 type chain struct {
 	id       uint64
 	key      peerKey
+	share    *share
 	origRole eno.Role
 	aead     schedule.AEADID // AEAD of the original session
 	created  time.Time
-	elem     *list.Element
+	elem     *list.Element // in Cache.order
+	selem    *list.Element // in share.chains
 
-	// ss is the next unused secret ss[i]. peerHalves[k] is the half of
-	// resume[i+k] the peer sends (the half of the other original role),
-	// k = 0..LookAhead.
-	ss         *schedule.SessionSecret
-	peerHalves [][ResumeHalfLen]byte
+	// ss is ss[f], the next unused secret: every index below f was
+	// taken or is in win.skipped.
+	ss  *schedule.SessionSecret
+	win *window // nil until a resumption offer is first matched against the chain
+}
 
-	// skipped are the secrets a look-ahead match passed over, newest last,
-	// at most LookAhead of them. Each was offered by the peer in a SYN we
+// window is what a passive opener needs to recognise the peer's offers of
+// one chain: the peer's halves of resume[f..], derived incrementally, and
+// the secrets a match passed over.
+//
+// Decision (issue 13): the window is derived lazily, when an offer from
+// the chain's peer first arrives (a chain this host only offers from never
+// costs a derivation), and then incrementally: a secret taken derives at
+// most lookAheadRefill new identifiers, and passing over k secrets costs k
+// derivations. So one SYN costs at most LookAhead+2*lookAheadRefill+2
+// derivations, an offer that matches nothing costs one map lookup per
+// chain of the peer, and the identifiers are derived once each.
+type window struct {
+	// mask blinds the keys of ids. Go does not clear a deleted map key's
+	// memory, so the keys are the halves XOR mask; mask is zeroed with the
+	// window, and what a dropped key leaves in memory says nothing.
+	mask [ResumeHalfLen]byte
+	// ids maps every recognised half (masked) to its index: those of
+	// ahead and of skipped, nothing else.
+	ids map[[ResumeHalfLen]byte]uint64
+	// ahead[k] is the peer's half of resume[f+k], k < len(ahead) <=
+	// LookAhead+1.
+	ahead [][ResumeHalfLen]byte
+	// top is ss[f+len(ahead)], the next secret whose identifier the window
+	// derives.
+	top *schedule.SessionSecret
+	// skipped are the secrets a match passed over, in index order, at
+	// most LookAhead of them. Each was offered by the peer in a SYN we
 	// have not seen yet (concurrent SYNs can arrive out of order) or in
 	// one that was lost; only an answer to that SYN can use it.
 	skipped []skippedSecret
 }
 
-// skippedSecret is one secret of chain.skipped with the half of its
+// skippedSecret is one secret of window.skipped with the half of its
 // resumption identifier the peer sends.
 type skippedSecret struct {
 	ss       *schedule.SessionSecret
@@ -137,6 +226,9 @@ func NewCache(cfg CacheConfig) *Cache {
 	if cfg.MaxPerPeer <= 0 {
 		cfg.MaxPerPeer = DefaultCachePerPeer
 	}
+	if cfg.PrefixShare <= 0 {
+		cfg.PrefixShare = DefaultPrefixShare
+	}
 	if cfg.Lifetime <= 0 {
 		cfg.Lifetime = DefaultCacheLifetime
 	}
@@ -145,23 +237,49 @@ func NewCache(cfg CacheConfig) *Cache {
 		cfg.LookAhead = DefaultLookAhead
 	case cfg.LookAhead < 0:
 		cfg.LookAhead = 0
+	case cfg.LookAhead > MaxLookAhead:
+		cfg.LookAhead = MaxLookAhead
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Cache{
-		cfg:    cfg,
-		chains: make(map[uint64]*chain),
-		byPeer: make(map[peerKey][]*chain),
-		order:  list.New(),
+		cfg:      cfg,
+		chains:   make(map[uint64]*chain),
+		byPeer:   make(map[peerKey][]*chain),
+		order:    list.New(),
+		prefixes: make(map[string]*share),
 	}
 }
+
+// Config returns the cache's configuration with the defaults filled in.
+func (c *Cache) Config() CacheConfig { return c.cfg }
 
 // Len returns the number of chains held, reserved ones included.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.chains)
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Chains = len(c.chains)
+	return s
+}
+
+// Sweep erases the chains past their lifetime (their secrets zeroed) and
+// returns how many. Every use of the cache does the same; Sweep is for
+// the caller's periodic timer (the stack's sweeper), so that an idle
+// cache does not keep expired secrets in memory. It costs one step per
+// chain erased (chains expire in creation order).
+func (c *Cache) Sweep() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.expireLocked(c.cfg.Now())
 }
 
 // FlushPeer drops every chain shared with peer.
@@ -206,17 +324,64 @@ func (c *Cache) add(peer string, tep kex.ID, role eno.Role, aead schedule.AEADID
 	key := peerKey{peer, tep}
 	for len(c.byPeer[key]) >= c.cfg.MaxPerPeer {
 		c.removeLocked(c.byPeer[key][0])
+		c.stats.EvictedOwn++
+	}
+	pfx := prefixOf(peer)
+	sh := c.prefixes[pfx]
+	for sh != nil && sh.chains.Len() >= c.cfg.PrefixShare {
+		c.removeLocked(sh.chains.Front().Value.(*chain))
+		c.stats.EvictedOwn++
+		sh = c.prefixes[pfx] // gone with its last chain
 	}
 	for len(c.chains) >= c.cfg.MaxEntries {
-		c.removeLocked(c.order.Front().Value.(*chain))
+		// Decision (issue 13): a full cache drops the oldest chain of the
+		// prefix holding the most chains, the newcomer's own if it holds
+		// at least as many. A prefix that completes fresh handshakes over
+		// and over thus only ever replaces its own chains once it is the
+		// largest, and a prefix is never evicted by one holding as many.
+		victim := c.largest[0]
+		if sh != nil && sh.chains.Len() >= victim.chains.Len() {
+			victim = sh
+		}
+		c.removeLocked(victim.chains.Front().Value.(*chain))
+		if victim == sh {
+			c.stats.EvictedOwn++
+		} else {
+			c.stats.EvictedOther++
+		}
+		sh = c.prefixes[pfx]
+	}
+	if sh == nil {
+		sh = &share{prefix: pfx, chains: list.New()}
+		c.prefixes[pfx] = sh
+		heap.Push(&c.largest, sh)
 	}
 	c.nextID++
-	ch := &chain{id: c.nextID, key: key, origRole: role, aead: aead, created: now}
+	ch := &chain{id: c.nextID, key: key, share: sh, origRole: role, aead: aead, created: now, ss: ss}
 	ch.elem = c.order.PushBack(ch)
+	ch.selem = sh.chains.PushBack(ch)
+	heap.Fix(&c.largest, sh.index)
 	c.chains[ch.id] = ch
 	c.byPeer[key] = append(c.byPeer[key], ch)
-	c.setSecretLocked(ch, ss)
 	return ch.id
+}
+
+// prefixOf names the share a peer counts against: its IPv4 address, its
+// IPv6 /64, or the peer string itself if it is not an address.
+func prefixOf(peer string) string {
+	a, err := netip.ParseAddr(peer)
+	if err != nil {
+		return peer
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return peer
+	}
+	return p.String()
 }
 
 // takeForOffer takes the next unused secret ss[i] of the newest usable
@@ -237,18 +402,17 @@ func (c *Cache) takeForOffer(peer string, tep kex.ID, aeads []schedule.AEADID) *
 		if (c.cfg.SplitByRole && ch.origRole != eno.RoleA) || !slices.Contains(aeads, ch.aead) {
 			continue
 		}
-		return c.takeLocked(ch, 0)
+		return c.takeAheadLocked(ch, 0)
 	}
 	return nil
 }
 
-// takeForAnswer looks for a chain of (peer, tep) whose secret ss[i+k],
-// k <= LookAhead, has half as the peer's half of its resumption identifier,
-// and takes that secret; the chain moves to ss[i+k+1]. The secrets it
-// passes over, ss[i..i+k-1], stay answerable (chain.skipped) until
-// LookAhead newer ones push them out: the peer's concurrent SYNs may
-// arrive out of order. Chains whose AEAD is not in aeads are not
-// considered.
+// takeForAnswer looks for a chain of (peer, tep) that recognises half as
+// the peer's half of a resumption identifier (its look-ahead window or a
+// secret skipped earlier) and takes that secret. A match at ss[f+k] moves
+// the chain to ss[f+k+1] and keeps ss[f..f+k-1] answerable: the peer's
+// concurrent SYNs may arrive out of order. Chains whose AEAD is not in
+// aeads are not considered.
 //
 // Decision (digest §20 item 7, refined): answering a skipped secret is
 // safe under §3.5's single-use rule. The peer offered it in exactly one
@@ -259,10 +423,17 @@ func (c *Cache) takeForOffer(peer string, tep kex.ID, aeads []schedule.AEADID) *
 // uses it (ENO falls back, the handshake is abandoned). The active opener
 // has moved past it anyway (it counts every attempt, TC-24), and taking it
 // at once lets the peer's concurrent resumptions each find their own.
+//
+// Decision (issue 13): the lookup is a map lookup per chain of the peer
+// (at most MaxPerPeer), not a constant-time comparison with every
+// candidate: its keys are blinded with the window's random mask, so its
+// timing depends on nothing an attacker knows, and a 72-bit half cannot
+// be guessed anyway.
 func (c *Cache) takeForAnswer(peer string, tep kex.ID, half []byte, aeads []schedule.AEADID) *reservation {
 	if len(half) != ResumeHalfLen {
 		return nil
 	}
+	h := [ResumeHalfLen]byte(half)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(c.cfg.Now())
@@ -270,47 +441,136 @@ func (c *Cache) takeForAnswer(peer string, tep kex.ID, half []byte, aeads []sche
 		if (c.cfg.SplitByRole && ch.origRole != eno.RoleB) || !slices.Contains(aeads, ch.aead) {
 			continue
 		}
-		match, skipped := -1, -1
-		for k := range ch.peerHalves {
-			// Constant time per candidate: the halves are secret until sent.
-			if subtle.ConstantTimeCompare(ch.peerHalves[k][:], half) == 1 && match < 0 {
-				match = k
-			}
+		if ch.win == nil {
+			c.openWindowLocked(ch)
 		}
-		for k := range ch.skipped {
-			if subtle.ConstantTimeCompare(ch.skipped[k].peerHalf[:], half) == 1 && skipped < 0 {
-				skipped = k
-			}
+		w := ch.win
+		idx, ok := w.ids[w.blind(h)]
+		if !ok {
+			continue
 		}
-		switch {
-		case match >= 0:
-			return c.takeLocked(ch, match)
-		case skipped >= 0:
-			ss := ch.skipped[skipped].ss
-			ch.skipped = slices.Delete(ch.skipped, skipped, skipped+1)
-			return ch.reservation(ss)
+		f := ch.ss.Index()
+		if idx >= f {
+			return c.takeAheadLocked(ch, int(idx-f))
 		}
+		return c.takeSkippedLocked(ch, idx)
 	}
 	return nil
 }
 
-// takeLocked takes ss[i+skip] out of ch, keeps the secrets it skips in
-// ch.skipped (zeroing those pushed out) and makes ss[i+skip+1] the chain's
-// next unused secret.
-func (c *Cache) takeLocked(ch *chain, skip int) *reservation {
+// openWindowLocked derives the chain's look-ahead window: the peer's halves
+// of resume[f..f+LookAhead].
+func (c *Cache) openWindowLocked(ch *chain) {
+	w := &window{ids: make(map[[ResumeHalfLen]byte]uint64), top: ch.ss.Clone()}
+	rand.Read(w.mask[:]) // never fails (crypto/rand)
+	ch.win = w
+	c.extendLocked(ch, c.cfg.LookAhead+1)
+}
+
+// extendLocked derives up to n more identifiers of ch's window, not
+// beyond LookAhead+1 of them.
+func (c *Cache) extendLocked(ch *chain, n int) {
+	w := ch.win
+	for ; n > 0 && len(w.ahead) <= c.cfg.LookAhead; n-- {
+		_, peer := resumeHalves(w.top, ch.origRole)
+		w.ahead = append(w.ahead, peer)
+		w.ids[w.blind(peer)] = w.top.Index()
+		next := w.top.Next()
+		w.top.Zero()
+		w.top = next
+		c.derived++
+	}
+}
+
+// takeAheadLocked takes ss[f+k], f the chain's next unused index (k = 0
+// for an offer; for an answer, k < len(win.ahead)), and moves the chain
+// to ss[f+k+1]. The secrets it passes over join win.skipped, and the
+// oldest skipped secrets beyond LookAhead are zeroed.
+func (c *Cache) takeAheadLocked(ch *chain, k int) *reservation {
+	w := ch.win
 	ss := ch.ss
-	for k := range skip {
-		ch.skipped = append(ch.skipped, skippedSecret{ss: ss, peerHalf: ch.peerHalves[k]})
+	for m := range k {
+		// k > 0 only for a window match: w != nil and ahead[m] exists.
+		w.skipped = append(w.skipped, skippedSecret{ss: ss, peerHalf: w.ahead[m]})
 		ss = ss.Next()
+		c.derived++
 	}
-	if n := len(ch.skipped) - c.cfg.LookAhead; n > 0 {
-		for _, sk := range ch.skipped[:n] {
-			sk.ss.Zero()
+	ch.ss = ss.Next()
+	if w != nil {
+		if k < len(w.ahead) {
+			delete(w.ids, w.blind(w.ahead[k]))
+			clear(w.ahead[:k+1])
+			w.ahead = append(w.ahead[:0], w.ahead[k+1:]...)
+			clear(w.ahead[len(w.ahead):cap(w.ahead)])
 		}
-		ch.skipped = slices.Delete(ch.skipped, 0, n)
+		// An offer from an empty window: the window starts at the
+		// chain's new next index.
+		for w.top.Index() < ch.ss.Index() {
+			next := w.top.Next()
+			w.top.Zero()
+			w.top = next
+			c.derived++
+		}
+		if n := len(w.skipped) - c.cfg.LookAhead; n > 0 {
+			for i := range w.skipped[:n] {
+				sk := &w.skipped[i]
+				delete(w.ids, w.blind(sk.peerHalf))
+				sk.ss.Zero()
+				clear(sk.peerHalf[:])
+			}
+			w.skipped = append(w.skipped[:0], w.skipped[n:]...)
+			clear(w.skipped[len(w.skipped):cap(w.skipped)])
+		}
+		c.extendLocked(ch, lookAheadRefill)
 	}
-	c.setSecretLocked(ch, ss.Next())
 	return ch.reservation(ss)
+}
+
+// takeSkippedLocked takes the skipped secret of index idx.
+func (c *Cache) takeSkippedLocked(ch *chain, idx uint64) *reservation {
+	w := ch.win
+	i, ok := slices.BinarySearchFunc(w.skipped, idx, func(s skippedSecret, idx uint64) int {
+		return cmpUint64(s.ss.Index(), idx)
+	})
+	if !ok {
+		return nil // not reached: ids holds exactly ahead and skipped
+	}
+	sk := w.skipped[i]
+	delete(w.ids, w.blind(sk.peerHalf))
+	w.skipped = slices.Delete(w.skipped, i, i+1)
+	c.extendLocked(ch, lookAheadRefill)
+	return ch.reservation(sk.ss)
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// blind returns the map key of half.
+func (w *window) blind(half [ResumeHalfLen]byte) [ResumeHalfLen]byte {
+	for i := range half {
+		half[i] ^= w.mask[i]
+	}
+	return half
+}
+
+// zero erases the window: the secrets it holds, the halves, the mask.
+func (w *window) zero() {
+	w.top.Zero()
+	for i := range w.skipped {
+		w.skipped[i].ss.Zero()
+	}
+	clear(w.skipped)
+	clear(w.ahead)
+	clear(w.ids)
+	clear(w.mask[:])
+	w.top, w.skipped, w.ahead, w.ids = nil, nil, nil, nil
 }
 
 // reservation hands ss, a secret of ch already taken out of it, to one
@@ -331,45 +591,31 @@ func (c *Cache) release(r *reservation, endChain bool) {
 	}
 }
 
-// setSecretLocked makes ss the chain's next unused secret and precomputes
-// the identifier halves the peer may send for it and the look-ahead.
-func (c *Cache) setSecretLocked(ch *chain, ss *schedule.SessionSecret) {
-	ch.ss = ss
-	ch.peerHalves = ch.peerHalves[:0]
-	if c.cfg.SplitByRole && ch.origRole != eno.RoleB {
-		return // never answered at this host
-	}
-	s := ss
-	for k := 0; k <= c.cfg.LookAhead; k++ {
-		id := s.ResumeID()
-		_, peer := halves(id, ch.origRole)
-		ch.peerHalves = append(ch.peerHalves, peer)
-		if k < c.cfg.LookAhead {
-			next := s.Next()
-			if s != ss {
-				s.Zero()
-			}
-			s = next
-		}
-	}
-	if s != ss {
-		s.Zero()
-	}
+// derivations returns how many identifiers and passed-over secrets the
+// cache has derived (tests).
+func (c *Cache) derivations() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.derived
 }
 
-// expireLocked drops chains older than the lifetime (creation order makes
-// this a walk from the front).
-func (c *Cache) expireLocked(now time.Time) {
+// expireLocked erases chains older than the lifetime (creation order
+// makes this a walk from the front) and returns how many.
+func (c *Cache) expireLocked(now time.Time) int {
+	n := 0
 	for e := c.order.Front(); e != nil; e = c.order.Front() {
 		ch := e.Value.(*chain)
 		if now.Sub(ch.created) < c.cfg.Lifetime && !now.Before(ch.created) {
-			return
+			break
 		}
 		c.removeLocked(ch)
+		c.stats.Expired++
+		n++
 	}
+	return n
 }
 
-// removeLocked drops a chain and zeroes its secret.
+// removeLocked drops a chain and zeroes its secrets.
 func (c *Cache) removeLocked(ch *chain) {
 	if _, ok := c.chains[ch.id]; !ok {
 		return
@@ -388,20 +634,74 @@ func (c *Cache) removeLocked(ch *chain) {
 	} else {
 		c.byPeer[ch.key] = peers
 	}
-	ch.ss.Zero()
-	for _, sk := range ch.skipped {
-		sk.ss.Zero()
+	sh := ch.share
+	sh.chains.Remove(ch.selem)
+	if sh.chains.Len() == 0 {
+		heap.Remove(&c.largest, sh.index)
+		delete(c.prefixes, sh.prefix)
+	} else {
+		heap.Fix(&c.largest, sh.index)
 	}
-	ch.ss, ch.peerHalves, ch.skipped = nil, nil, nil
+	ch.ss.Zero()
+	if ch.win != nil {
+		ch.win.zero()
+	}
+	ch.ss, ch.win, ch.share = nil, nil, nil
 }
 
-// halves splits resume[i] into the half a host that played role in the
-// original session sends (ours) and the half its peer sends
-// (RFC 8548 §3.5 Figures 2 and 3: A sends bytes 0..8, B bytes 9..17).
-func halves(id [schedule.ResumeIDLen]byte, role eno.Role) (ours, peer [ResumeHalfLen]byte) {
+// resumeHalves splits resume[i] of ss into the half a host that played
+// role in the original session sends (ours) and the half its peer sends
+// (RFC 8548 §3.5 Figures 2 and 3: A sends bytes 0..8, B bytes 9..17), and
+// erases the whole identifier.
+func resumeHalves(ss *schedule.SessionSecret, role eno.Role) (ours, peer [ResumeHalfLen]byte) {
+	var id [schedule.ResumeIDLen]byte
+	ss.ResumeIDInto(&id)
 	a, b := [ResumeHalfLen]byte(id[:ResumeHalfLen]), [ResumeHalfLen]byte(id[ResumeHalfLen:])
+	clear(id[:])
 	if role == eno.RoleA {
 		return a, b
 	}
 	return b, a
+}
+
+// shareHeap orders shares by the number of chains they hold, most first;
+// among equals, the one whose oldest chain is oldest first.
+type shareHeap []*share
+
+func (h shareHeap) Len() int { return len(h) }
+
+func (h shareHeap) Less(i, j int) bool {
+	a, b := h[i].chains, h[j].chains
+	if a.Len() != b.Len() {
+		return a.Len() > b.Len()
+	}
+	return oldestID(a) < oldestID(b)
+}
+
+func (h shareHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *shareHeap) Push(x any) {
+	s := x.(*share)
+	s.index = len(*h)
+	*h = append(*h, s)
+}
+
+func (h *shareHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.index = -1
+	return s
+}
+
+// oldestID is the id of a share's oldest chain (ids grow with creation).
+func oldestID(l *list.List) uint64 {
+	if f := l.Front(); f != nil {
+		return f.Value.(*chain).id
+	}
+	return 0
 }

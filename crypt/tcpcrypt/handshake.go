@@ -169,7 +169,7 @@ func (s *Session) resume(r eno.Result, a *attempt, peerNonce []byte) (*keys, err
 		ssBytes = res.ss.Bytes()
 	}
 	// TC-20: the session ID starts with B's byte, v = 1.
-	// TC-23: the chain already holds ss[i+1] (Cache.takeLocked); ss[i] is
+	// TC-23: the chain already holds ss[i+1] (Cache.takeAheadLocked); ss[i] is
 	// erased once mk[0] is computed.
 	sessionID, mk0 := res.ss.SessionID(r.TEPByte, sn), res.ss.MasterKey(sn)
 	s.cfg.Cache.release(res, !s.cfg.caching(s.policy))

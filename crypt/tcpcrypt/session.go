@@ -120,7 +120,7 @@ func (s *Session) offerResumption(teps []kex.ID, space int) (*eno.Suboption, []k
 			s.cfg.Cache.release(res, false)
 			return nil, teps
 		}
-		ours, peer := halves(res.ss.ResumeID(), res.origRole)
+		ours, peer := resumeHalves(res.ss, res.origRole)
 		s.active = &attempt{tep: teps[i], res: res, ourHalf: ours, peerHalf: peer, ourNonce: nonce}
 		data := append(ours[:], nonce...)
 		// Decision (digest §20 item 8): the resumed TEP is not listed
@@ -205,7 +205,7 @@ func (s *Session) agree(tep kex.ID, data []byte, nonceLen int) (eno.Suboption, b
 		s.cfg.Cache.release(res, false)
 		return eno.Suboption{}, false
 	}
-	ours, peer := halves(res.ss.ResumeID(), res.origRole)
+	ours, peer := resumeHalves(res.ss, res.origRole)
 	s.passive = &attempt{tep: tep, res: res, ourHalf: ours, peerHalf: peer, ourNonce: nonce}
 	return eno.Suboption{TEP: byte(tep), V: true, Data: append(ours[:], nonce...)}, true
 }
@@ -258,6 +258,15 @@ func (s *Session) Valid(tep byte, a, b []eno.Suboption) bool {
 	return true
 }
 
+// zero erases an attempt that will not be used: the identifier halves
+// (the expected one was never seen on the wire if the peer did not answer)
+// and the nonce.
+func (a *attempt) zero() {
+	clear(a.ourHalf[:])
+	clear(a.peerHalf[:])
+	clear(a.ourNonce)
+}
+
 // data is the suboption data we sent: our half, then our nonce.
 func (a *attempt) data() []byte { return append(a.ourHalf[:], a.ourNonce...) }
 
@@ -303,9 +312,11 @@ func (s *Session) Abandon() {
 func (s *Session) releaseLocked(keep *attempt) {
 	if a := s.active; a != nil && a != keep {
 		s.cfg.Cache.release(a.res, false)
+		a.zero()
 	}
 	if p := s.passive; p != nil && p != keep {
 		s.cfg.Cache.release(p.res, false)
+		p.zero()
 	}
 	s.active, s.passive = nil, nil
 }
