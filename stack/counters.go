@@ -46,6 +46,9 @@ type Counters struct {
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
 	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
 	NoSACK           atomic.Uint64 // connections with a near peer opened without SACK (Options.SACKMinRTT)
+
+	// Hostile-peer limits.
+	RekeyFloods atomic.Uint64 // relays reset: the peer ran too many key generations ahead (tcpcrypt.ErrRekeyFlood)
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -91,6 +94,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"handshake-errors":  c.HandshakeErrors.Load(),
 		"required-refusals": c.RequiredRefusals.Load(),
 		"forward-loops":     c.ForwardLoops.Load(),
+		"rekey-floods":      c.RekeyFloods.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

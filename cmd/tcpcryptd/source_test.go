@@ -165,6 +165,7 @@ func TestMetrics(t *testing.T) {
 	counters.Enabled.Add(4)
 	counters.ForwardLoops.Add(6)
 	counters.NoSACK.Add(7)
+	counters.RekeyFloods.Add(8)
 	live := encryptedOutbound() // still relaying: its bytes count too
 	col.setSources(&metricSources{
 		counters: &counters,
@@ -189,6 +190,7 @@ func TestMetrics(t *testing.T) {
 		"tcpcryptd_eno_enabled_total 4",
 		"tcpcryptd_forward_loops_total 6",
 		"tcpcryptd_no_sack_connections_total 7",
+		"tcpcryptd_rekey_floods_total 8",
 		`tcpcryptd_shim_segments_total{event="rewritten"} 11`,
 		"tcpcryptd_shim_flows 9",
 		// 2 ended encrypted (100 each) + 1 plain (5) + live (100).
