@@ -625,24 +625,37 @@ func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 func (c *Conn) sealFromLocked(buf []byte, m int, fin bool) (int, error) {
 	c.out.Lock()
 	defer c.unlockOut()
-	if err := c.outErrLocked(); err != nil {
+	off := frame.DataOffset(false)
+	// Refused before sealing: the data is not sent, and no pending frame
+	// aliases buf yet, so its plaintext is erased at once.
+	refuse := func(err error) (int, error) {
+		clear(buf[off : off+m])
 		return 0, err
+	}
+	if err := c.outErrLocked(); err != nil {
+		return refuse(err)
 	}
 	if err := c.flushLocked(); err != nil {
-		return 0, err
+		return refuse(err)
 	}
 	if c.deadlinePassed() {
-		return 0, c.opError("write", os.ErrDeadlineExceeded)
+		return refuse(c.opError("write", os.ErrDeadlineExceeded))
 	}
 	if err := c.catchUpLocked(); err != nil {
-		return 0, err
+		return refuse(err)
 	}
 	if c.rekeyAfter > 0 && c.out.seal.Bytes() >= c.rekeyAfter {
 		c.out.seal.Rekey() // our own rekey by volume (TC-33)
 		c.localGen.Store(c.out.seal.Generation())
 	}
-	off := frame.DataOffset(false)
 	sealed, err := c.out.seal.Seal(buf[:0], buf[off:off+m], fin, nil)
+	if len(sealed) == 0 || &sealed[0] != &buf[0] {
+		// Not sealed in place: more empty rekey frames were owed than
+		// buf's slack holds (readFrom leaves room for four), so Seal
+		// built the frames in a new array and the plaintext is still in
+		// buf, which goes back to the pool. Erase it.
+		clear(buf[off : off+m])
+	}
 	if err != nil {
 		c.out.err = fmt.Errorf("tcpcrypt: sealing frame: %w", err)
 		return 0, c.out.err

@@ -1,7 +1,9 @@
 package tcpcrypt
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -125,5 +127,36 @@ func TestRekeyLeadWithinBound(t *testing.T) {
 	p.ca.CloseWrite()
 	if err := waitErr(t, read, "B's Read"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadFromClearsBufferWhenManyRekeysOwed: ReadFrom seals a frame in
+// place in its pooled buffer, which has room for four empty rekey frames
+// before it. When more are owed (the peer ran further ahead), the frames
+// are built elsewhere; the plaintext left in the buffer must be erased
+// before the buffer goes back to the pool.
+func TestReadFromClearsBufferWhenManyRekeysOwed(t *testing.T) {
+	for _, owed := range []uint64{1, 4, 5, 6, 40} {
+		t.Run(fmt.Sprint(owed), func(t *testing.T) {
+			p := newRecordedPair(t, pipeStreams, &Config{})
+			go io.Copy(io.Discard, p.recA.Conn)
+			c := p.cb
+			c.remoteGen.Store(owed) // as if the peer's rekey frames had been read
+			off := frame.DataOffset(false)
+			slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead) // as readFrom
+			const m = 4096
+			buf := make([]byte, m+slack)
+			secret := bytes.Repeat([]byte("PLAINTEXT"), m/9+1)[:m]
+			copy(buf[off:], secret)
+			if n, err := c.sealFromLocked(buf, m, false); n != m || err != nil {
+				t.Fatalf("sealFromLocked: %d, %v", n, err)
+			}
+			if bytes.Contains(buf, []byte("PLAINTEXT")) {
+				t.Fatalf("%d rekey frames owed: plaintext left in the buffer", owed)
+			}
+			if l, _ := c.Generations(); l != owed {
+				t.Fatalf("local generation %d, want %d", l, owed)
+			}
+		})
 	}
 }
