@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
+	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 )
 
 // hostileWait bounds how long a hostile-peer test waits for the victim to
@@ -158,5 +160,140 @@ func TestReadFromClearsBufferWhenManyRekeysOwed(t *testing.T) {
 				t.Fatalf("local generation %d, want %d", l, owed)
 			}
 		})
+	}
+}
+
+// TestBadFrameAtEveryBoundary: after each whole frame of a recorded
+// stream, a hostile frame follows: clen too short for flags and tag,
+// reserved control bits, the largest clen (65535) with garbage, the
+// largest clen with the stream ending inside it. The reader delivers all
+// data before it, then ends with ErrAuth (ErrTruncated for the cut one):
+// never EOF, never a panic, never more than one frame buffered.
+func TestBadFrameAtEveryBoundary(t *testing.T) {
+	wire, plain, _, sess := recordStream(t)
+	bounds := frameBounds(t, wire, plain, sess)
+	garbage := make([]byte, frame.MaxCLen)
+	detRand(9).Read(garbage)
+	header := func(control byte, clen int) []byte {
+		return []byte{control, byte(clen >> 8), byte(clen)}
+	}
+	bad := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"clen-0", header(0, 0), ErrAuth},
+		{"clen-1", append(header(0, 1), 0), ErrAuth},
+		{"clen-tag-only", append(header(0, 16), garbage[:16]...), ErrAuth},
+		{"reserved-control", append(header(0xfe, 40), garbage[:40]...), ErrAuth},
+		{"rekey-garbage", append(header(frame.ControlRekey, 40), garbage[:40]...), ErrAuth},
+		{"max-clen", append(header(0, frame.MaxCLen), garbage...), ErrAuth},
+		{"max-clen-rekey", append(header(frame.ControlRekey, frame.MaxCLen), garbage...), ErrAuth},
+		{"max-clen-cut", append(header(0, frame.MaxCLen), garbage[:1000]...), ErrTruncated},
+		{"header-cut", header(0, frame.MaxCLen)[:2], ErrTruncated},
+	}
+	for _, bd := range bounds[:len(bounds)-1] { // the last bound is after FINp
+		for _, b := range bad {
+			in := append(bytes.Clone(wire[:bd[0]]), b.b...)
+			got, hsErr, err := replayB(t, in, sess())
+			if hsErr != nil {
+				t.Fatalf("%s at %d: handshake %v", b.name, bd[0], hsErr)
+			}
+			if !errors.Is(err, b.want) || errors.Is(err, io.EOF) {
+				t.Fatalf("%s at %d: error %v, want %v", b.name, bd[0], err, b.want)
+			}
+			if len(got) != bd[1] || !bytes.HasPrefix(plain, got) {
+				t.Fatalf("%s at %d: delivered %d bytes, want the %d before it", b.name, bd[0], len(got), bd[1])
+			}
+		}
+	}
+}
+
+// TestTamperLive: the same corruptions over a live TCP connection whose
+// hostile peer keeps it open after the bad bytes: the reader must not
+// wait for more, it ends with ErrAuth at once, having delivered every
+// frame before the bad one, and resets the connection; no goroutine is
+// left. A byte in each frame's body is flipped, and for one frame every
+// byte (header included: a longer clen then waits for bytes that never
+// come, which only Close ends).
+func TestTamperLive(t *testing.T) {
+	checkLeaks(t)
+	wire, plain, _, sess := recordStream(t)
+	bounds := frameBounds(t, wire, plain, sess)
+	_, rb := freshResults(kex.X25519, unhex(t, "45032345040123"))
+	var positions []int
+	for i := range len(bounds) - 1 {
+		start, end := bounds[i][0], bounds[i+1][0]
+		positions = append(positions, start+frame.HeaderLen+(end-start-frame.HeaderLen)/2)
+	}
+	third := bounds[2][0]
+	for pos := third; pos < bounds[3][0]; pos++ {
+		positions = append(positions, pos)
+	}
+	for _, pos := range positions {
+		a, b := tcpStreams(t)
+		in := bytes.Clone(wire)
+		in[pos] ^= 0x01
+		peerEnd := make(chan error, 1)
+		go func() {
+			a.Write(in)
+			_, err := io.Copy(io.Discard, a) // hold the connection open, read our side
+			peerEnd <- err
+		}()
+		c, err := sess().Handshake(t.Context(), b, rb)
+		if err != nil {
+			t.Fatalf("pos %d: handshake %v", pos, err)
+		}
+		type res struct {
+			got []byte
+			err error
+		}
+		done := make(chan res, 1)
+		go func() {
+			got, err := io.ReadAll(c)
+			done <- res{got, err}
+		}()
+		lengthByte := isLengthByte(wire, pos)
+		wait := hostileWait
+		if lengthByte {
+			// A longer clen legitimately waits for its bytes; a shorter
+			// one fails at once. Either is fine; Close must end it.
+			wait = 200 * time.Millisecond
+		}
+		ended := false
+		select {
+		case r := <-done:
+			ended = true
+			if !errors.Is(r.err, ErrAuth) {
+				t.Fatalf("pos %d: error %v, want ErrAuth", pos, r.err)
+			}
+			if want := deliveredBefore(bounds, pos); len(r.got) != want || !bytes.HasPrefix(plain, r.got) {
+				t.Fatalf("pos %d: delivered %d bytes, want %d", pos, len(r.got), want)
+			}
+			select {
+			case err := <-peerEnd:
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("pos %d: the peer's read ended with %v, want a reset", pos, err)
+				}
+			case <-time.After(hostileWait):
+				t.Fatalf("pos %d: the connection was not reset", pos)
+			}
+		case <-time.After(wait):
+			if !lengthByte {
+				t.Fatalf("pos %d: reader still waiting on a corrupted frame", pos)
+			}
+		}
+		if err := c.Close(); err != nil && !lengthByte {
+			t.Fatalf("pos %d: Close: %v", pos, err)
+		}
+		if !ended {
+			select {
+			case <-done:
+			case <-time.After(hostileWait):
+				t.Fatalf("pos %d: Close did not end the waiting Read", pos)
+			}
+		}
+		a.Close()
+		b.Close()
 	}
 }
