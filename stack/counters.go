@@ -53,6 +53,8 @@ type Counters struct {
 	ResumeExpired      atomic.Uint64 // chains erased at the end of their lifetime
 	ResumeEvictedOwn   atomic.Uint64 // chains dropped for a newer one of the same peer or prefix
 	ResumeEvictedOther atomic.Uint64 // chains dropped for another prefix's (cache full, theirs the largest share)
+	// Hostile-peer limits.
+	RekeyFloods atomic.Uint64 // relays reset: the peer ran too many key generations ahead (tcpcrypt.ErrRekeyFlood)
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -103,6 +105,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"resume-expired":       c.ResumeExpired.Load(),
 		"resume-evicted-own":   c.ResumeEvictedOwn.Load(),
 		"resume-evicted-other": c.ResumeEvictedOther.Load(),
+		"rekey-floods":         c.RekeyFloods.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

@@ -202,7 +202,9 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 		if err != nil {
 			// The first failure aborts both legs, which ends the other
 			// direction too.
-			first.CompareAndSwap(nil, &RelayError{Dir: dir, Err: err})
+			if first.CompareAndSwap(nil, &RelayError{Dir: dir, Err: err}) {
+				s.countRelayAbort(e, err)
+			}
 			abort()
 		}
 		if running.Add(-1) == 0 {
@@ -224,6 +226,19 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 	}
 	s.work.Go(in2out)
 	s.work.Go(out2in)
+}
+
+// limitRekeyFlood is the limit-log event of a relay aborted because the
+// peer flooded rekey frames (tcpcrypt.ErrRekeyFlood).
+const limitRekeyFlood = "tcpcrypt peer rekey flood: connection reset"
+
+// countRelayAbort counts and logs a relay's first failure when it is a
+// hostile-peer limit (both legs are being reset by the caller).
+func (s *Stack) countRelayAbort(e *tableEntry, err error) {
+	if errors.Is(err, tcpcrypt.ErrRekeyFlood) {
+		s.counters.RekeyFloods.Add(1)
+		s.limits.hit(limitRekeyFlood, "peer", e.info.Outer.Remote.String())
+	}
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst. It

@@ -31,6 +31,7 @@ type collector struct {
 
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
 	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
+	rekeyFloods,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 	resumeChains, resumeDrops *prometheus.Desc
 }
@@ -78,6 +79,9 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		noSACK: d("no_sack_connections_total",
 			"Connection attempts (SYNs sent, or received by a service) this daemon left without SACK "+
 				"because the peer was measured nearer than tcp.sack_min_rtt."),
+		rekeyFloods: d("rekey_floods_total",
+			"Relays reset because the tcpcrypt peer ran more key generations ahead of our rekey answers "+
+				"than RFC 8548 §3.8 lets an honest peer (a rekey flood; also counted in connections_aborted_total)."),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
@@ -99,7 +103,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
+		c.loops, c.noSACK, c.rekeyFloods, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
 		c.resumeChains, c.resumeDrops} {
 		ch <- d
 	}
@@ -163,6 +167,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.resumeDrops, sc.ResumeExpired.Load(), "expired")
 	counter(c.resumeDrops, sc.ResumeEvictedOwn.Load(), "evicted_own")
 	counter(c.resumeDrops, sc.ResumeEvictedOther.Load(), "evicted_other")
+	counter(c.rekeyFloods, sc.RekeyFloods.Load())
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}

@@ -167,6 +167,7 @@ func TestMetrics(t *testing.T) {
 	counters.NoSACK.Add(7)
 	counters.ResumeChains.Store(12)
 	counters.ResumeEvictedOther.Add(8)
+	counters.RekeyFloods.Add(8)
 	live := encryptedOutbound() // still relaying: its bytes count too
 	col.setSources(&metricSources{
 		counters: &counters,
@@ -193,6 +194,7 @@ func TestMetrics(t *testing.T) {
 		"tcpcryptd_no_sack_connections_total 7",
 		"tcpcryptd_resumption_cache_chains 12",
 		`tcpcryptd_resumption_cache_drops_total{reason="evicted_other"} 8`,
+		"tcpcryptd_rekey_floods_total 8",
 		`tcpcryptd_shim_segments_total{event="rewritten"} 11`,
 		"tcpcryptd_shim_flows 9",
 		// 2 ended encrypted (100 each) + 1 plain (5) + live (100).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcpcryptd/tcpcryptd/config"
 	"github.com/tcpcryptd/tcpcryptd/control"
+	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 	"github.com/tcpcryptd/tcpcryptd/stack"
 	"github.com/tcpcryptd/tcpcryptd/tun/link"
 	"github.com/tcpcryptd/tcpcryptd/tun/netcfg"
@@ -218,9 +219,9 @@ func (d *daemon) start() error {
 	// 3. Key log and tcpcrypt configuration.
 	var keyLog io.Writer
 	if cfg.Log.KeyLog != "" {
-		d.keyLog, err = os.OpenFile(cfg.Log.KeyLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("key log: %w", err)
+		// No symlink, a regular file of ours, mode 0600 (created so).
+		if d.keyLog, err = tcpcrypt.OpenKeyLog(cfg.Log.KeyLog); err != nil {
+			return err
 		}
 		keyLog = d.keyLog
 		log.Warn("KEY LOG IS ON: session secrets are written to a file; anyone who can read it can decrypt captured traffic. Do not use in production.",

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // ID is a tcpcrypt TEP identifier (RFC 8548 §7 Table 4), without the v bit.
@@ -108,9 +109,18 @@ func keyErr(id ID, format string, args ...any) *KeyError {
 
 // PrivateKey is an ephemeral private key of one group. It is never written
 // to persistent storage (RFC 8548 §3.3, TC-6).
+//
+// A key handed out by a Pool is erased (Zero) once it is retired and no
+// handshake that got it still owes its ECDH: a per-connection key right
+// after its one ECDH, a shared one when its pool has replaced it and its
+// last holder is done.
 type PrivateKey struct {
 	g    Group
 	impl privateImpl
+
+	users   atomic.Int32 // Pool.Get calls whose ECDH has not run yet
+	retired atomic.Bool  // no Pool hands the key out any more
+	erased  atomic.Bool
 }
 
 // privateImpl is the per-group half of PrivateKey.
@@ -146,7 +156,54 @@ func (k *PrivateKey) ECDH(peer *PublicKey) ([]byte, error) {
 	if peer.id != k.g.ID() {
 		return nil, fmt.Errorf("kex: %v ECDH with a %v public key", k.g.ID(), peer.id)
 	}
-	return k.impl.ecdh(peer)
+	if k.erased.Load() {
+		return nil, fmt.Errorf("kex: %v ECDH: private key erased", k.g.ID())
+	}
+	es, err := k.impl.ecdh(peer)
+	k.release()
+	return es, err
+}
+
+// Zero erases the private scalar where the group's implementation allows
+// it (X448; crypto/ecdh keeps its scalars out of reach). Every later ECDH
+// fails. Keys from a Pool are erased by the Pool's bookkeeping; call Zero
+// only on keys from GenerateKey.
+func (k *PrivateKey) Zero() {
+	k.erased.Store(true)
+	if z, ok := k.impl.(interface{ zero() }); ok {
+		z.zero()
+	}
+}
+
+// acquire records one more holder that will run ECDH (Pool.Get).
+func (k *PrivateKey) acquire() { k.users.Add(1) }
+
+// release records that a holder ran its ECDH; the last holder of a
+// retired key erases it.
+func (k *PrivateKey) release() {
+	for {
+		n := k.users.Load()
+		if n <= 0 {
+			return // not from a Pool
+		}
+		if k.users.CompareAndSwap(n, n-1) {
+			if n == 1 && k.retired.Load() {
+				k.Zero()
+			}
+			return
+		}
+	}
+}
+
+// retire marks the key as no longer handed out; it is erased now if no
+// holder still owes its ECDH, else by the last one. (A holder whose
+// handshake failed before its ECDH never releases: that key is left to the
+// garbage collector, as before.)
+func (k *PrivateKey) retire() {
+	k.retired.Store(true)
+	if k.users.Load() == 0 {
+		k.Zero()
+	}
 }
 
 // PublicKey is a peer's validated ephemeral public key.

@@ -46,18 +46,32 @@ func (p *Pool) Get() (*PrivateKey, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lifetime == 0 {
-		return p.g.GenerateKey(p.rand)
+		// One connection's key: erased after its ECDH.
+		k, err := p.g.GenerateKey(p.rand)
+		if err != nil {
+			return nil, err
+		}
+		k.acquire()
+		k.retired.Store(true)
+		return k, nil
 	}
 	t := p.now()
 	// A clock that went backwards also retires the key: its age is unknown.
 	if p.cur != nil && !t.Before(p.created) && t.Sub(p.created) < p.lifetime {
+		p.cur.acquire()
 		return p.cur, nil
 	}
-	p.cur = nil // drop the expired key before making the next
+	if p.cur != nil {
+		// Drop the expired key before making the next; it is erased
+		// once the handshakes still holding it have run their ECDH.
+		p.cur.retire()
+		p.cur = nil
+	}
 	k, err := p.g.GenerateKey(p.rand)
 	if err != nil {
 		return nil, err
 	}
+	k.acquire()
 	p.cur, p.created = k, t
 	return k, nil
 }

@@ -55,9 +55,13 @@ func (p *x448Private) ecdh(peer *PublicKey) ([]byte, error) {
 	// all zeros). Check both that and the output itself (RFC 7748 §6,
 	// RFC 8548 §5, TC-43): the bool must never be ignored.
 	ok = x448.Shared(&shared, &p.secret, pk)
+	defer clear(shared[:]) // the caller gets its own copy
 	if !ok || isZero(shared[:]) {
-		clear(shared[:])
 		return nil, fmt.Errorf("kex: x448 ECDH: %w", ErrZeroSecret)
 	}
 	return append([]byte(nil), shared[:]...), nil
 }
+
+// zero erases the private scalar (PrivateKey.Zero). The public key stays:
+// host B still sends it in Init2 after its ECDH.
+func (p *x448Private) zero() { clear(p.secret[:]) }

@@ -108,6 +108,33 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
+// ErrRekeyFlood reports a peer that ran more than maxRekeyLead key
+// generations ahead of the rekey answers we had sealed (RFC 8548 §3.8).
+// The connection has been aborted (RST).
+var ErrRekeyFlood = errors.New("tcpcrypt: peer rekeyed too far ahead of our answers")
+
+// maxRekeyLead bounds how many generations the peer's frames (R) may run
+// ahead of the newest generation we have sealed a frame under (L).
+//
+// Every rekey = 1 frame obliges us to answer with one frame per generation
+// (RFC 8548 §3.8: the peer counts R up by exactly one per rekey frame), and
+// the answers can only go out as fast as the peer lets our direction
+// drain. A peer that floods rekey frames behind a zero window would make
+// us owe an unbounded number of answers; frame.Sealer refuses more than
+// 1024 pending generations. An honest peer runs at most one generation
+// ahead with empty frames (§3.8: "MUST NOT initiate rekeying with an empty
+// encryption frame more than once while its record of the remote
+// generation number is less than its own"); any further lead comes from
+// rekeys by volume, one per rekey_after_bytes of data (1 GiB by default)
+// sent while never reading what we send. 64 generations is far beyond
+// that and far below the sealer's limit.
+//
+// Decision: a constant, not a configuration key. It is a protocol sanity
+// bound, not a resource budget an operator trades against load: it costs
+// at most 64 empty frames (about 1.3 KiB) and 64 key derivations per
+// connection, and a value near the sealer's limit would reopen the hole.
+const maxRekeyLead = 64
+
 func newConn(stream net.Conn, cfg *Config, p Policy, k *keys, r eno.Result) (*Conn, error) {
 	seal, err := frame.NewSealer(k.aead, k.mk0, k.send, k.sendOff)
 	if err != nil {
@@ -345,10 +372,16 @@ func (c *Conn) openLocked(f []byte) error {
 	// inline and the urgent value is dropped. The RFC's urgent offset is
 	// ambiguous, and the stream APIs we serve (sockets relayed by the
 	// stack) carry no urgent pointer through; we never send URGp.
-	in.plain = data
 	if rekeyed {
-		c.peerRekeyed(in.open.Generation())
+		if err := c.peerRekeyed(in.open.Generation()); err != nil {
+			// The frame's own data is dropped with the connection.
+			clear(data)
+			in.err = err
+			c.abort(err)
+			return err
+		}
 	}
+	in.plain = data
 	if flags&frame.FlagFIN != 0 {
 		in.eof = true  // TC-32: EOF exactly when FINp arrives
 		in.open.Zero() // nothing follows FINp (TC-38)
@@ -358,17 +391,29 @@ func (c *Conn) openLocked(f []byte) error {
 
 // peerRekeyed handles R++ from a rekey = 1 frame (RFC 8548 §3.8, TC-35):
 // if R > L we owe an immediate rekey frame, sent here if the write lock is
-// free, else by the Write holding it (see Conn).
-func (c *Conn) peerRekeyed(r uint64) {
+// free, else by the Write holding it (see Conn). A peer more than
+// maxRekeyLead generations ahead of L is misbehaving: ErrRekeyFlood, which
+// the caller turns into an abort.
+func (c *Conn) peerRekeyed(r uint64) error {
 	c.remoteGen.Store(r)
-	if r <= c.localGen.Load() {
-		return
+	l := c.localGen.Load()
+	if r <= l {
+		return nil
+	}
+	if r-l > maxRekeyLead {
+		return rekeyFloodError(r, l)
 	}
 	c.rekeyOwed.Store(true)
 	if c.out.TryLock() {
 		c.answerRekeyLocked()
 		c.unlockOut()
 	}
+	return nil
+}
+
+// rekeyFloodError is ErrRekeyFlood with the generations seen.
+func rekeyFloodError(remote, local uint64) error {
+	return fmt.Errorf("%w: remote generation %d, ours %d (at most %d apart)", ErrRekeyFlood, remote, local, maxRekeyLead)
 }
 
 // answerRekeyLocked sends the rekey frame owed to the peer, empty, unless
@@ -385,7 +430,9 @@ func (c *Conn) answerRekeyLocked() {
 	if c.out.seal.Generation() >= c.remoteGen.Load() {
 		return
 	}
-	c.catchUpLocked()
+	if c.catchUpLocked() != nil {
+		return // aborted; Read reports it
+	}
 	_ = c.boundedWriteLocked(func() error { return c.sealAndSendLocked(nil, false) })
 }
 
@@ -406,12 +453,30 @@ func (c *Conn) unlockOut() {
 
 // catchUpLocked sets L := R (TC-35). The next frame sealed carries
 // rekey = 1; frame.Sealer inserts empty rekey frames if R - L > 1.
-func (c *Conn) catchUpLocked() {
+//
+// A lead beyond maxRekeyLead aborts the connection with ErrRekeyFlood
+// (Read normally sees it first; this is the write side's own check), and a
+// sealer that refuses to step (its sticky error) ends the loop: it must
+// never spin on a generation it cannot reach.
+func (c *Conn) catchUpLocked() error {
 	s := c.out.seal
-	for r := c.remoteGen.Load(); s.Generation() < r; {
+	r := c.remoteGen.Load()
+	if g := s.Generation(); r > g && r-g > maxRekeyLead {
+		err := rekeyFloodError(r, g)
+		c.abort(err)
+		c.out.err = err
+		return err
+	}
+	for s.Generation() < r {
 		s.Rekey()
+		if err := s.Err(); err != nil {
+			c.out.err = fmt.Errorf("tcpcrypt: catching up with the peer's rekey: %w", err)
+			c.abort(c.out.err)
+			return c.out.err
+		}
 	}
 	c.localGen.Store(s.Generation())
+	return nil
 }
 
 // Write seals b into frames of at most frame.MaxData bytes each, sized to
@@ -436,7 +501,9 @@ func (c *Conn) writeLocked(b []byte) (int, error) {
 			return n, c.opError("write", os.ErrDeadlineExceeded)
 		}
 		chunk := min(len(b), c.maxData)
-		c.catchUpLocked()
+		if err := c.catchUpLocked(); err != nil {
+			return n, err
+		}
 		if c.rekeyAfter > 0 && c.out.seal.Bytes() >= c.rekeyAfter {
 			c.out.seal.Rekey() // our own rekey by volume (TC-33)
 			c.localGen.Store(c.out.seal.Generation())
@@ -558,22 +625,37 @@ func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 func (c *Conn) sealFromLocked(buf []byte, m int, fin bool) (int, error) {
 	c.out.Lock()
 	defer c.unlockOut()
-	if err := c.outErrLocked(); err != nil {
+	off := frame.DataOffset(false)
+	// Refused before sealing: the data is not sent, and no pending frame
+	// aliases buf yet, so its plaintext is erased at once.
+	refuse := func(err error) (int, error) {
+		clear(buf[off : off+m])
 		return 0, err
+	}
+	if err := c.outErrLocked(); err != nil {
+		return refuse(err)
 	}
 	if err := c.flushLocked(); err != nil {
-		return 0, err
+		return refuse(err)
 	}
 	if c.deadlinePassed() {
-		return 0, c.opError("write", os.ErrDeadlineExceeded)
+		return refuse(c.opError("write", os.ErrDeadlineExceeded))
 	}
-	c.catchUpLocked()
+	if err := c.catchUpLocked(); err != nil {
+		return refuse(err)
+	}
 	if c.rekeyAfter > 0 && c.out.seal.Bytes() >= c.rekeyAfter {
 		c.out.seal.Rekey() // our own rekey by volume (TC-33)
 		c.localGen.Store(c.out.seal.Generation())
 	}
-	off := frame.DataOffset(false)
 	sealed, err := c.out.seal.Seal(buf[:0], buf[off:off+m], fin, nil)
+	if len(sealed) == 0 || &sealed[0] != &buf[0] {
+		// Not sealed in place: more empty rekey frames were owed than
+		// buf's slack holds (readFrom leaves room for four), so Seal
+		// built the frames in a new array and the plaintext is still in
+		// buf, which goes back to the pool. Erase it.
+		clear(buf[off : off+m])
+	}
 	if err != nil {
 		c.out.err = fmt.Errorf("tcpcrypt: sealing frame: %w", err)
 		return 0, c.out.err
@@ -657,7 +739,9 @@ func (c *Conn) Rekey() error {
 	if c.remoteGen.Load() < c.out.seal.Generation() {
 		return nil // TC-36: a rekey is outstanding already
 	}
-	c.catchUpLocked()
+	if err := c.catchUpLocked(); err != nil {
+		return err
+	}
 	c.out.seal.Rekey()
 	return c.sealAndSendLocked(nil, false)
 }
@@ -698,7 +782,9 @@ func (c *Conn) sendFINLocked() error {
 	if err := c.flushLocked(); err != nil {
 		return err
 	}
-	c.catchUpLocked()
+	if err := c.catchUpLocked(); err != nil {
+		return err
+	}
 	err := c.sealAndSendLocked(nil, true)
 	c.out.fin = true
 	c.out.seal.Zero() // nothing follows FINp (TC-38)

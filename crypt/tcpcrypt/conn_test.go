@@ -286,6 +286,7 @@ func TestTC32_TruncationIsNotEOF(t *testing.T) {
 		t.Fatalf("full replay: %d bytes, %v, %v", len(got), hsErr, err)
 	}
 	init1 := initLen(wire)
+	bounds := frameBounds(t, wire, plain, sess)
 	for cut := init1; cut < len(wire); cut++ {
 		got, hsErr, err := replayB(t, wire[:cut], sess())
 		if hsErr != nil {
@@ -297,16 +298,54 @@ func TestTC32_TruncationIsNotEOF(t *testing.T) {
 		if !bytes.HasPrefix(plain, got) {
 			t.Fatalf("cut %d: corrupted data", cut)
 		}
+		if want := deliveredBefore(bounds, cut); len(got) != want {
+			t.Fatalf("cut %d: delivered %d bytes, want the %d of the whole frames before it", cut, len(got), want)
+		}
 	}
+}
+
+// frameBounds is where each frame of a recorded stream (after Init1)
+// ends, with the plaintext bytes delivered up to there: bounds[i] =
+// {offset, bytes}. The first entry is the end of Init1.
+func frameBounds(t testing.TB, wire, plain []byte, sess func() *Session) [][2]int {
+	t.Helper()
+	bounds := [][2]int{{initLen(wire), 0}}
+	for off := initLen(wire); off < len(wire); {
+		n, ok := frame.FrameLen(wire[off:])
+		if !ok {
+			t.Fatalf("recorded stream: partial header at %d", off)
+		}
+		off += n
+		got, hsErr, _ := replayB(t, wire[:off], sess())
+		if hsErr != nil || !bytes.HasPrefix(plain, got) {
+			t.Fatalf("replay to %d: %v", off, hsErr)
+		}
+		bounds = append(bounds, [2]int{off, len(got)})
+	}
+	return bounds
+}
+
+// deliveredBefore is how much plaintext the whole frames before pos carry:
+// a reader must deliver all of it before reporting a corruption at pos.
+func deliveredBefore(bounds [][2]int, pos int) int {
+	n := 0
+	for _, b := range bounds {
+		if b[0] <= pos {
+			n = b[1]
+		}
+	}
+	return n
 }
 
 // TestTamperEveryByte flips each byte of a recorded stream (Init1 and
 // frames): B never delivers a wrong byte and never reports EOF; a flipped
 // frame gives ErrAuth (a flipped length may instead run past the end:
 // ErrTruncated), a flipped Init1 a handshake error or ErrAuth (TC-30 via
-// frame, TC-46).
+// frame, TC-46). Every frame before the flipped one is delivered whole:
+// nothing authenticated is lost to a later corruption.
 func TestTamperEveryByte(t *testing.T) {
 	wire, plain, _, sess := recordStream(t)
+	bounds := frameBounds(t, wire, plain, sess)
 	step := 1
 	if testing.Short() {
 		step = 7
@@ -319,6 +358,9 @@ func TestTamperEveryByte(t *testing.T) {
 			got, hsErr, err := replayB(t, bad, sess())
 			if !bytes.HasPrefix(plain, got) {
 				t.Fatalf("pos %d: corrupted byte delivered", pos)
+			}
+			if want := deliveredBefore(bounds, pos); hsErr == nil && len(got) < want {
+				t.Fatalf("pos %d mask %x: delivered %d bytes, lost some of the %d before the flip", pos, mask, len(got), want)
 			}
 			switch {
 			case hsErr != nil:

@@ -1,148 +1,299 @@
 package tcpcrypt
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
 	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
-	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
 )
 
-// hostileDeadline bounds how long a handshake may take to give up on a bad
-// message. The handshake itself has no deadline here (context.Background):
-// a hang is the failure this catches, not slowness.
-const hostileDeadline = 10 * time.Second
+// hostileWait bounds how long a hostile-peer test waits for the victim to
+// give up. Generous (the race detector, a loaded machine): it only turns a
+// hang into a failure and says nothing about speed.
+const hostileWait = 10 * time.Second
 
-// feedInit runs our side of a handshake (B when init1 is true, else A)
-// against a peer that writes msg and then closes its end, and returns the
-// handshake's result. It fails the test if the handshake neither succeeds
-// nor fails within hostileDeadline.
-func feedInit(t *testing.T, tep kex.ID, init1 bool, msg []byte) hsResult {
+// floodRekey makes c send one empty frame with rekey = 1 even though its
+// earlier rekeys are unanswered: what a hostile peer does, and what Rekey
+// refuses (TC-36).
+func floodRekey(c *Conn) error {
+	c.out.Lock()
+	defer c.out.Unlock()
+	c.out.seal.Rekey()
+	return c.sealAndSendLocked(nil, false)
+}
+
+// waitErr waits for one result of a goroutine, failing the test after
+// hostileWait.
+func waitErr(t *testing.T, ch <-chan error, what string) error {
 	t.Helper()
-	a, b := pipeStreams(t)
-	peer, ours := a, b
-	var ch chan hsResult
-	if init1 {
-		ch = startB(t, &Config{}, tep, ours)
-	} else {
-		peer, ours = b, a
-		ch = startA(t, &Config{}, tep, ours)
-		// A speaks first: take its Init1 off the pipe.
-		readMessage(peer, "init1", Init1Magic, 0)
-	}
-	go func() {
-		peer.Write(msg) // fails once our side stops reading and closes
-		peer.Close()
-	}()
 	select {
-	case r := <-ch:
-		ours.Close()
-		if r.c != nil {
-			r.c.Close()
-		}
-		return r
-	case <-time.After(hostileDeadline):
-		ours.Close()
-		t.Fatalf("handshake still running %v after a hostile message of %d bytes", hostileDeadline, len(msg))
-		return hsResult{}
+	case err := <-ch:
+		return err
+	case <-time.After(hostileWait):
+		t.Fatalf("%s did not return within %v (hang or spin)", what, hostileWait)
+		return nil
 	}
 }
 
-// validInit returns a well-formed Init1 (or Init2) with a real public key
-// of tep.
-func validInit(t *testing.T, tep kex.ID, init1 bool) []byte {
-	t.Helper()
-	p := newManualPeer(t, tep, nil)
-	pub := p.priv.AppendPublic(nil)
-	var raw []byte
-	var err error
-	if init1 {
-		raw, err = (&Init1{Ciphers: []schedule.AEADID{schedule.AES128GCM, schedule.ChaCha20Poly1305}, Pub: pub}).Marshal()
-	} else {
-		raw, err = (&Init2{Cipher: schedule.AES128GCM, Pub: pub}).Marshal()
+// TestRekeyFlood: a peer floods empty rekey frames (RFC 8548 §3.8) while
+// our direction cannot drain (it does not read; net.Pipe buffers nothing,
+// like a zero window), then starts reading. We owe one answer frame per
+// generation; past maxRekeyLead the connection is aborted with
+// ErrRekeyFlood: Read and a blocked Write return it, Close returns at once,
+// no goroutine stays (and none spins: before the fix the writer looped for
+// ever in its catch-up once the sealer refused more pending generations).
+func TestRekeyFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		writing bool // the victim has a Write blocked on the stream
+	}{
+		{"blocked-write", true},
+		{"idle", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			p := newRecordedPair(t, pipeStreams, &Config{})
+			victim, attacker := p.cb, p.ca
+			wrote := make(chan error, 1)
+			if tc.writing {
+				go func() { _, err := victim.Write(make([]byte, 4*frame.MaxCLen)); wrote <- err }()
+			}
+			read := make(chan error, 1)
+			go func() { _, err := io.Copy(io.Discard, victim); read <- err }()
+			time.Sleep(10 * time.Millisecond) // let the Write take the lock
+
+			sent := 0
+			for ; sent < 1100; sent++ {
+				if floodRekey(attacker) != nil {
+					break // the victim aborted the stream
+				}
+			}
+			// Start reading our answers (the window opens): before the
+			// fix, this is when the victim's writer started to spin.
+			go io.Copy(io.Discard, p.recA.Conn)
+
+			err := waitErr(t, read, "victim's Read")
+			if !errors.Is(err, ErrRekeyFlood) {
+				t.Fatalf("victim's Read: %v, want ErrRekeyFlood", err)
+			}
+			if sent > maxRekeyLead+2 {
+				t.Errorf("the victim accepted %d rekey frames, want it to abort after about %d", sent, maxRekeyLead)
+			}
+			if tc.writing {
+				if err := waitErr(t, wrote, "victim's Write"); !errors.Is(err, ErrRekeyFlood) {
+					t.Fatalf("victim's Write: %v, want ErrRekeyFlood", err)
+				}
+			}
+			if _, err := victim.Write([]byte("x")); !errors.Is(err, ErrRekeyFlood) {
+				t.Fatalf("Write after the abort: %v, want ErrRekeyFlood", err)
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- victim.Close() }()
+			if err := waitErr(t, closed, "victim's Close"); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
 	}
-	if err != nil {
+}
+
+// TestRekeyLeadWithinBound: a peer that stays within maxRekeyLead
+// generations ahead (volume rekeys while our writer is blocked) is served
+// normally and every answer arrives once our direction drains.
+func TestRekeyLeadWithinBound(t *testing.T) {
+	checkLeaks(t)
+	p := newRecordedPair(t, pipeStreams, &Config{})
+	big := make([]byte, 3*frame.MaxCLen)
+	wrote := make(chan error, 1)
+	go func() { _, err := p.cb.Write(big); wrote <- err }()
+	read := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, p.cb); read <- err }()
+	time.Sleep(10 * time.Millisecond)
+	for range maxRekeyLead {
+		if err := floodRekey(p.ca); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.ReadFull(p.ca, make([]byte, len(big))); err != nil {
+		t.Fatalf("A read: %v", err)
+	}
+	if err := waitErr(t, wrote, "B's Write"); err != nil {
 		t.Fatal(err)
 	}
-	return raw
+	waitRemote(t, p.ca, maxRekeyLead)
+	p.ca.CloseWrite()
+	if err := waitErr(t, read, "B's Read"); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// TestHostileInitEveryOffset is part of the hostile-peer suite: a peer
-// sends our host B an Init1 (or our host A an Init2) that is cut short, or
-// has one byte corrupted, at every offset, or claims a length far beyond
-// what it sends. Each handshake must end, with a handshake error wherever
-// the message cannot be valid; none may hang, panic or leak a goroutine.
-// A corrupted byte inside the public key or nonce may still leave a valid
-// message (the peer simply holds other keys): that handshake may succeed,
-// and the keys then differ from the honest peer's, which the frame tests
-// cover.
-func TestHostileInitEveryOffset(t *testing.T) {
-	checkLeaks(t)
-	for _, tep := range []kex.ID{kex.X25519, kex.P256} {
-		for _, init1 := range []bool{true, false} {
-			name := fmt.Sprintf("%v/init2", tep)
-			if init1 {
-				name = fmt.Sprintf("%v/init1", tep)
+// TestReadFromClearsBufferWhenManyRekeysOwed: ReadFrom seals a frame in
+// place in its pooled buffer, which has room for four empty rekey frames
+// before it. When more are owed (the peer ran further ahead), the frames
+// are built elsewhere; the plaintext left in the buffer must be erased
+// before the buffer goes back to the pool.
+func TestReadFromClearsBufferWhenManyRekeysOwed(t *testing.T) {
+	for _, owed := range []uint64{1, 4, 5, 6, 40} {
+		t.Run(fmt.Sprint(owed), func(t *testing.T) {
+			p := newRecordedPair(t, pipeStreams, &Config{})
+			go io.Copy(io.Discard, p.recA.Conn)
+			c := p.cb
+			c.remoteGen.Store(owed) // as if the peer's rekey frames had been read
+			off := frame.DataOffset(false)
+			slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead) // as readFrom
+			const m = 4096
+			buf := make([]byte, m+slack)
+			secret := bytes.Repeat([]byte("PLAINTEXT"), m/9+1)[:m]
+			copy(buf[off:], secret)
+			if n, err := c.sealFromLocked(buf, m, false); n != m || err != nil {
+				t.Fatalf("sealFromLocked: %d, %v", n, err)
 			}
-			t.Run(name, func(t *testing.T) {
-				raw := validInit(t, tep, init1)
-				// The unmodified message completes: the harness itself works.
-				if r := feedInit(t, tep, init1, raw); init1 && r.err != nil {
-					// B answers with Init2 into a closed pipe, so only
-					// host B's success is checkable here; host A's
-					// handshake needs nothing more than Init2.
-					t.Logf("honest Init1: %v (write of Init2 into the closed pipe)", r.err)
-				} else if !init1 && r.err != nil {
-					t.Fatalf("honest Init2 refused: %v", r.err)
-				}
-				for i := 0; i < len(raw); i++ {
-					r := feedInit(t, tep, init1, raw[:i])
-					if r.err == nil {
-						t.Fatalf("message cut to %d of %d bytes accepted", i, len(raw))
-					}
-					if !errors.Is(r.err, ErrHandshake) {
-						t.Fatalf("cut to %d bytes: %v is not a handshake error", i, r.err)
-					}
-					bad := append([]byte(nil), raw...)
-					bad[i] ^= 0xff
-					r = feedInit(t, tep, init1, bad)
-					if i < initHeaderLen && r.err == nil {
-						t.Fatalf("corrupted header byte %d accepted", i)
-					}
-					if r.err != nil && !errors.Is(r.err, ErrHandshake) {
-						t.Fatalf("corrupted byte %d: %v is not a handshake error", i, r.err)
-					}
-				}
-			})
+			if bytes.Contains(buf, []byte("PLAINTEXT")) {
+				t.Fatalf("%d rekey frames owed: plaintext left in the buffer", owed)
+			}
+			if l, _ := c.Generations(); l != owed {
+				t.Fatalf("local generation %d, want %d", l, owed)
+			}
+		})
+	}
+}
+
+// TestBadFrameAtEveryBoundary: after each whole frame of a recorded
+// stream, a hostile frame follows: clen too short for flags and tag,
+// reserved control bits, the largest clen (65535) with garbage, the
+// largest clen with the stream ending inside it. The reader delivers all
+// data before it, then ends with ErrAuth (ErrTruncated for the cut one):
+// never EOF, never a panic, never more than one frame buffered.
+func TestBadFrameAtEveryBoundary(t *testing.T) {
+	wire, plain, _, sess := recordStream(t)
+	bounds := frameBounds(t, wire, plain, sess)
+	garbage := make([]byte, frame.MaxCLen)
+	detRand(9).Read(garbage)
+	header := func(control byte, clen int) []byte {
+		return []byte{control, byte(clen >> 8), byte(clen)}
+	}
+	bad := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"clen-0", header(0, 0), ErrAuth},
+		{"clen-1", append(header(0, 1), 0), ErrAuth},
+		{"clen-tag-only", append(header(0, 16), garbage[:16]...), ErrAuth},
+		{"reserved-control", append(header(0xfe, 40), garbage[:40]...), ErrAuth},
+		{"rekey-garbage", append(header(frame.ControlRekey, 40), garbage[:40]...), ErrAuth},
+		{"max-clen", append(header(0, frame.MaxCLen), garbage...), ErrAuth},
+		{"max-clen-rekey", append(header(frame.ControlRekey, frame.MaxCLen), garbage...), ErrAuth},
+		{"max-clen-cut", append(header(0, frame.MaxCLen), garbage[:1000]...), ErrTruncated},
+		{"header-cut", header(0, frame.MaxCLen)[:2], ErrTruncated},
+	}
+	for _, bd := range bounds[:len(bounds)-1] { // the last bound is after FINp
+		for _, b := range bad {
+			in := append(bytes.Clone(wire[:bd[0]]), b.b...)
+			got, hsErr, err := replayB(t, in, sess())
+			if hsErr != nil {
+				t.Fatalf("%s at %d: handshake %v", b.name, bd[0], hsErr)
+			}
+			if !errors.Is(err, b.want) || errors.Is(err, io.EOF) {
+				t.Fatalf("%s at %d: error %v, want %v", b.name, bd[0], err, b.want)
+			}
+			if len(got) != bd[1] || !bytes.HasPrefix(plain, got) {
+				t.Fatalf("%s at %d: delivered %d bytes, want the %d before it", b.name, bd[0], len(got), bd[1])
+			}
 		}
 	}
 }
 
-// TestHostileInitOversized: a message_len above MaxMessageLen, or one that
-// promises more than ever arrives, ends the handshake with an error at
-// once, whatever the peer claims.
-func TestHostileInitOversized(t *testing.T) {
+// TestTamperLive: the same corruptions over a live TCP connection whose
+// hostile peer keeps it open after the bad bytes: the reader must not
+// wait for more, it ends with ErrAuth at once, having delivered every
+// frame before the bad one, and resets the connection; no goroutine is
+// left. A byte in each frame's body is flipped, and for one frame every
+// byte (header included: a longer clen then waits for bytes that never
+// come, which only Close ends).
+func TestTamperLive(t *testing.T) {
 	checkLeaks(t)
-	for _, init1 := range []bool{true, false} {
-		raw := validInit(t, kex.X25519, init1)
-		for _, claim := range []uint32{MaxMessageLen + 1, 1 << 20, 0xffffffff} {
-			bad := append([]byte(nil), raw...)
-			binary.BigEndian.PutUint32(bad[4:8], claim)
-			r := feedInit(t, kex.X25519, init1, bad)
-			if r.err == nil {
-				t.Fatalf("init1=%v message_len %d accepted", init1, claim)
+	wire, plain, _, sess := recordStream(t)
+	bounds := frameBounds(t, wire, plain, sess)
+	_, rb := freshResults(kex.X25519, unhex(t, "45032345040123"))
+	var positions []int
+	for i := range len(bounds) - 1 {
+		start, end := bounds[i][0], bounds[i+1][0]
+		positions = append(positions, start+frame.HeaderLen+(end-start-frame.HeaderLen)/2)
+	}
+	third := bounds[2][0]
+	for pos := third; pos < bounds[3][0]; pos++ {
+		positions = append(positions, pos)
+	}
+	for _, pos := range positions {
+		a, b := tcpStreams(t)
+		in := bytes.Clone(wire)
+		in[pos] ^= 0x01
+		peerEnd := make(chan error, 1)
+		go func() {
+			a.Write(in)
+			_, err := io.Copy(io.Discard, a) // hold the connection open, read our side
+			peerEnd <- err
+		}()
+		c, err := sess().Handshake(t.Context(), b, rb)
+		if err != nil {
+			t.Fatalf("pos %d: handshake %v", pos, err)
+		}
+		type res struct {
+			got []byte
+			err error
+		}
+		done := make(chan res, 1)
+		go func() {
+			got, err := io.ReadAll(c)
+			done <- res{got, err}
+		}()
+		lengthByte := isLengthByte(wire, pos)
+		wait := hostileWait
+		if lengthByte {
+			// A longer clen legitimately waits for its bytes; a shorter
+			// one fails at once. Either is fine; Close must end it.
+			wait = 200 * time.Millisecond
+		}
+		ended := false
+		select {
+		case r := <-done:
+			ended = true
+			if !errors.Is(r.err, ErrAuth) {
+				t.Fatalf("pos %d: error %v, want ErrAuth", pos, r.err)
 			}
-			wantHandshakeError(t, r, "bad-message")
+			if want := deliveredBefore(bounds, pos); len(r.got) != want || !bytes.HasPrefix(plain, r.got) {
+				t.Fatalf("pos %d: delivered %d bytes, want %d", pos, len(r.got), want)
+			}
+			select {
+			case err := <-peerEnd:
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("pos %d: the peer's read ended with %v, want a reset", pos, err)
+				}
+			case <-time.After(hostileWait):
+				t.Fatalf("pos %d: the connection was not reset", pos)
+			}
+		case <-time.After(wait):
+			if !lengthByte {
+				t.Fatalf("pos %d: reader still waiting on a corrupted frame", pos)
+			}
 		}
-		// A message padded past the limit with an "ignored" trailer.
-		big := append([]byte(nil), raw...)
-		big = append(big, make([]byte, MaxMessageLen)...)
-		binary.BigEndian.PutUint32(big[4:8], uint32(len(big)))
-		if r := feedInit(t, kex.X25519, init1, big); r.err == nil {
-			t.Fatalf("init1=%v message of %d bytes accepted", init1, len(big))
+		if err := c.Close(); err != nil && !lengthByte {
+			t.Fatalf("pos %d: Close: %v", pos, err)
 		}
+		if !ended {
+			select {
+			case <-done:
+			case <-time.After(hostileWait):
+				t.Fatalf("pos %d: Close did not end the waiting Read", pos)
+			}
+		}
+		a.Close()
+		b.Close()
 	}
 }
