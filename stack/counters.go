@@ -46,6 +46,13 @@ type Counters struct {
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
 	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
 	NoSACK           atomic.Uint64 // connections with a near peer opened without SACK (Options.SACKMinRTT)
+
+	// Passive handshake limits (listen.go, handshakelimit.go); each event
+	// resets the connection, none leaves it plain.
+	HandshakesEvicted   atomic.Uint64 // waiting for the peer's first message, evicted to free a slot
+	Init1Timeouts       atomic.Uint64 // no first message within Options.Init1Timeout
+	HandshakeSourceBusy atomic.Uint64 // source already had Options.HandshakesPerSource in progress
+	HandshakeCPULimited atomic.Uint64 // source's key-exchange budget (Options.HandshakeBudget) spent
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -91,6 +98,11 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"handshake-errors":  c.HandshakeErrors.Load(),
 		"required-refusals": c.RequiredRefusals.Load(),
 		"forward-loops":     c.ForwardLoops.Load(),
+
+		"handshakes-evicted":    c.HandshakesEvicted.Load(),
+		"init1-timeouts":        c.Init1Timeouts.Load(),
+		"handshake-source-busy": c.HandshakeSourceBusy.Load(),
+		"handshake-cpu-limited": c.HandshakeCPULimited.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

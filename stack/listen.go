@@ -1,11 +1,14 @@
 package stack
 
 import (
+	"container/list"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -14,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 )
 
@@ -32,7 +36,11 @@ type listenKey struct {
 //
 // One goroutine accepts TCP connections; each accepted connection gets a
 // goroutine for its tcpcrypt handshake, at most Options.MaxHandshakes at a
-// time. Close stops them all and waits.
+// time (a slot each). Hostile peers cannot hold the slots: a source gets at
+// most Options.HandshakesPerSource of them, a peer whose first tcpcrypt
+// message is not in within Options.Init1Timeout is reset, and when every
+// slot is taken a new connection evicts the oldest handshake still waiting
+// for that message. Close stops them all and waits.
 type Listener struct {
 	st     *Stack
 	key    listenKey
@@ -52,6 +60,12 @@ type Listener struct {
 	sem       chan struct{}      // bounds concurrent handshakes
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	// waiting lists, oldest first, the handshakes holding a slot that have
+	// not yet received the peer's first tcpcrypt message: the ones a new
+	// connection evicts when every slot is taken (see takeSlot).
+	hmu     sync.Mutex
+	waiting list.List // of *hsWait; guarded by hmu
 }
 
 // Listen listens on addr (invalid or unspecified: every address, IPv4 and
@@ -218,10 +232,44 @@ func (l *Listener) Close() error {
 	return nil
 }
 
+// Limit events of passive handshakes (limitLog names; see counters.go).
+const (
+	evHandshakeEvicted    = "handshake evicted: all handshake slots taken"
+	evInit1Timeout        = "handshake reset: no Init1 in time"
+	evHandshakeSourceBusy = "handshake refused: too many in progress from one source"
+	evHandshakeBudget     = "handshake reset: source's key-exchange budget spent"
+)
+
+// Why a passive handshake was reset before its key exchange.
+var (
+	errEvicted         = errors.New("stack: handshake evicted for a newer connection (every handshake slot was taken)")
+	errInit1Timeout    = errors.New("stack: the peer's first tcpcrypt message did not arrive in time")
+	errHandshakeBudget = errors.New("stack: the source's key-exchange budget is spent")
+)
+
+// resumeBit is the v bit of the TEP byte B answers with: set, the session
+// resumes a cached secret and runs no key exchange (RFC 8548 §3.5).
+const resumeBit = 0x80
+
+// hsWait is one passive handshake holding a slot of its listener.
+type hsWait struct {
+	src      netip.Prefix    // its source, as the per-source limits count it
+	deadline time.Time       // for the peer's first tcpcrypt message
+	ctx      context.Context // cancelled by eviction (cause errEvicted) or Close
+	cancel   context.CancelCauseFunc
+
+	elem    *list.Element // in Listener.waiting while waiting; guarded by hmu
+	evicted bool          // guarded by hmu
+}
+
 // acceptLoop accepts TCP connections until Close and starts a settle
-// goroutine for each, waiting while MaxHandshakes are running.
+// goroutine for each. A connection from a source that already has
+// Options.HandshakesPerSource handshakes in progress is reset; when
+// MaxHandshakes are running, the oldest one still waiting for its peer's
+// first message is evicted, and if none waits the loop waits for a slot.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
+	s := l.st
 	entry, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
 	l.wq.EventRegister(&entry)
 	defer l.wq.EventUnregister(&entry)
@@ -238,24 +286,125 @@ func (l *Listener) acceptLoop() {
 		if terr != nil {
 			return // listener closed
 		}
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.ctx.Done():
-			nep.Abort()
-			nep.Close()
+		// The TCP handshake is done: the peer's first tcpcrypt message is
+		// due from now on.
+		deadline := time.Now().Add(s.opts.Init1Timeout)
+		id := endpointID(nep)
+		src := sourceKey(netipFrom(id.RemoteAddress))
+		if !s.hs.acquire(src) {
+			s.counters.HandshakeSourceBusy.Add(1)
+			s.limits.hit(evHandshakeSourceBusy, "source", src.String(), "limit", s.opts.HandshakesPerSource)
+			l.refuse(nep, id)
+			continue
+		}
+		if !l.takeSlot() {
+			s.hs.release(src)
+			l.refuse(nep, id)
 			return
 		}
+		w := l.beginWait(src, deadline)
 		l.wg.Add(1)
-		l.st.work.Go(func() { l.settle(nep, nwq) })
+		s.work.Go(func() { l.settle(nep, nwq, w) })
 	}
+}
+
+// endpointID returns an accepted endpoint's 4-tuple.
+func endpointID(ep tcpip.Endpoint) gvstack.TransportEndpointID {
+	if info, ok := ep.Info().(*gvstack.TransportEndpointInfo); ok && info != nil {
+		return info.ID
+	}
+	return gvstack.TransportEndpointID{}
+}
+
+// refuse resets an accepted connection that gets no handshake slot and
+// forgets its ENO state (nobody will claim it).
+func (l *Listener) refuse(ep tcpip.Endpoint, id gvstack.TransportEndpointID) {
+	if fl := l.st.flows; fl != nil {
+		if f := fl.lookup(id); f != nil {
+			fl.remove(f)
+		}
+	}
+	ep.Abort()
+	ep.Close()
+}
+
+// takeSlot takes a handshake slot, evicting the oldest waiting handshake
+// if every slot is taken; false if the listener closed first. Without
+// eviction, peers that complete ENO and then stay silent would hold every
+// slot and stall each new handshake for as long as they wait; with it they
+// would have to open MaxHandshakes connections within a legitimate
+// client's round trip to push that client out.
+func (l *Listener) takeSlot() bool {
+	select {
+	case l.sem <- struct{}{}:
+		return true
+	default:
+	}
+	l.evictOldest()
+	select {
+	case l.sem <- struct{}{}:
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// beginWait lists a new handshake as waiting for its peer's first message.
+func (l *Listener) beginWait(src netip.Prefix, deadline time.Time) *hsWait {
+	w := &hsWait{src: src, deadline: deadline}
+	w.ctx, w.cancel = context.WithCancelCause(l.ctx)
+	l.hmu.Lock()
+	w.elem = l.waiting.PushBack(w)
+	l.hmu.Unlock()
+	return w
+}
+
+// endWait unlists w: its peer's first message arrived, or it ended. It
+// reports false if w was evicted.
+func (l *Listener) endWait(w *hsWait) bool {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if w.elem != nil {
+		l.waiting.Remove(w.elem)
+		w.elem = nil
+	}
+	return !w.evicted
+}
+
+// evictOldest cancels the oldest waiting handshake, whose settle goroutine
+// then resets the connection and frees its slot.
+func (l *Listener) evictOldest() {
+	l.hmu.Lock()
+	e := l.waiting.Front()
+	if e == nil {
+		l.hmu.Unlock()
+		return
+	}
+	w := e.Value.(*hsWait)
+	l.waiting.Remove(e)
+	w.elem, w.evicted = nil, true
+	l.hmu.Unlock()
+	w.cancel(errEvicted)
+	l.st.counters.HandshakesEvicted.Add(1)
+	l.st.limits.hit(evHandshakeEvicted, "listener", l.addr.String(), "slots", cap(l.sem))
+}
+
+// waitingHandshakes returns how many handshakes wait for a first message.
+func (l *Listener) waitingHandshakes() int {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	return l.waiting.Len()
 }
 
 // settle runs ENO's outcome on one accepted connection and queues it for
 // Accept, or hands it to l.handle once the handshake slot is free again. It
 // exits when the connection is queued, handled or dropped.
-func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
+func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) {
 	defer l.wg.Done()
-	c := l.settleConn(ep, wq)
+	c := l.settleConn(ep, wq, w)
+	l.endWait(w)
+	w.cancel(nil)
+	l.st.hs.release(w.src)
 	if c != nil && l.handle == nil {
 		l.queue(c) // holding the slot: Accept's backlog stays bounded
 	}
@@ -267,13 +416,9 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 
 // settleConn runs ENO's outcome on one accepted connection: the settled
 // connection, or nil if it was dropped.
-func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
+func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) *Conn {
 	s := l.st
-	info, _ := ep.Info().(*gvstack.TransportEndpointInfo)
-	var id gvstack.TransportEndpointID
-	if info != nil {
-		id = info.ID
-	}
+	id := endpointID(ep)
 	c := &Conn{
 		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
@@ -306,11 +451,123 @@ func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
 	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
-	if err := s.secure(l.ctx, c, f, sess, nil); err != nil {
+	ctx, cancel, err := l.awaitPeer(w, c, f)
+	if err != nil {
+		s.abortConn(c, sess)
+		s.log.Debug("inbound connection reset before its key exchange", "conn", c.id.Remote, "err", err)
+		return nil
+	}
+	defer cancel()
+	if err := s.secure(ctx, c, f, sess, nil); err != nil {
 		s.log.Debug("inbound connection dropped", "conn", c.id.Remote, "err", err)
 		return nil
 	}
 	return c
+}
+
+// awaitPeer runs the per-source limits of a passive handshake before its
+// key exchange, and returns the context the handshake runs under. A fresh
+// handshake as host B waits, evictable, until the peer's whole Init1 is
+// queued (by w.deadline), then takes the TEP's cost from the source's
+// budget. As host A (a peer that asked to be B, RFC 8547 §4.2), we send
+// Init1 at once and the peer owes Init2: the whole handshake stays
+// evictable and must end by w.deadline. Fallbacks and resumed sessions
+// cost no key exchange and return at once; secure settles them. On error
+// nothing was sent and the caller resets the connection.
+func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, context.CancelFunc, error) {
+	s := l.st
+	timer := time.NewTimer(time.Until(w.deadline))
+	defer timer.Stop()
+	select {
+	case <-f.ready:
+	case <-w.ctx.Done():
+		return nil, nil, context.Cause(w.ctx)
+	case <-timer.C:
+		// ENO settles with the segment that completed TCP's handshake;
+		// if it has not by now, reset rather than guess (never plain).
+		return nil, nil, l.init1Timeout()
+	}
+	res, err := f.spec.neg.Result()
+	if err != nil || res.TEPByte&resumeBit != 0 {
+		l.endWait(w)
+		return w.ctx, func() {}, nil
+	}
+	switch res.Role {
+	case eno.RoleB:
+		if err := l.waitInit1(w, c.stream, timer); err != nil {
+			return nil, nil, err
+		}
+		if !l.endWait(w) {
+			return nil, nil, errEvicted
+		}
+	case eno.RoleA:
+		// Stays listed as waiting until settle ends it.
+	}
+	if !s.hs.spend(w.src, tepCost(kex.ID(res.TEP))) {
+		s.counters.HandshakeCPULimited.Add(1)
+		s.limits.hit(evHandshakeBudget, "source", w.src.String(), "tep", kex.ID(res.TEP).String(),
+			"budget_per_second", s.opts.HandshakeBudget)
+		return nil, nil, errHandshakeBudget
+	}
+	if res.Role == eno.RoleA {
+		ctx, cancel := context.WithDeadline(w.ctx, w.deadline)
+		return ctx, cancel, nil
+	}
+	return w.ctx, func() {}, nil
+}
+
+func (l *Listener) init1Timeout() error {
+	l.st.counters.Init1Timeouts.Add(1)
+	l.st.limits.hit(evInit1Timeout, "listener", l.addr.String(), "timeout", l.st.opts.Init1Timeout)
+	return errInit1Timeout
+}
+
+// waitInit1 waits until the stream's receive queue holds the peer's whole
+// Init1 (or holds something the handshake will refuse at once), peeking
+// without consuming: the handshake then reads it without waiting, so the
+// slot is only held by a peer that is still sending. It fails when timer
+// fires or w is evicted or closed.
+func (l *Listener) waitInit1(w *hsWait, t *tcpStream, timer *time.Timer) error {
+	entry, ch := waiter.NewChannelEntry(waitReadEvents)
+	t.wq.EventRegister(&entry)
+	defer t.wq.EventUnregister(&entry)
+	for !init1Queued(t.ep) {
+		select {
+		case <-ch:
+		case <-w.ctx.Done():
+			return context.Cause(w.ctx)
+		case <-timer.C:
+			return l.init1Timeout()
+		}
+	}
+	return nil
+}
+
+// init1Queued reports whether ep's receive queue holds a whole Init1
+// message (RFC 8548 §4.3: magic, message_len, then the rest), or whether
+// waiting is pointless: the header is not Init1's or its length is out of
+// range (the handshake refuses it at once), or the peer can send no more.
+func init1Queued(ep tcpip.Endpoint) bool {
+	var hdr [8]byte
+	buf := tcpip.SliceWriter(hdr[:])
+	res, terr := ep.Read(&buf, tcpip.ReadOptions{Peek: true})
+	if terr != nil {
+		_, block := terr.(*tcpip.ErrWouldBlock)
+		return !block
+	}
+	open := tcp.EndpointState(ep.State()) == tcp.StateEstablished
+	if res.Count < len(hdr) {
+		return !open
+	}
+	if binary.BigEndian.Uint32(hdr[:4]) != tcpcrypt.Init1Magic {
+		return true
+	}
+	n := binary.BigEndian.Uint32(hdr[4:])
+	if n < uint32(len(hdr)) || n > tcpcrypt.MaxMessageLen {
+		return true
+	}
+	queued, terr := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	return terr != nil || queued >= int(n) || !open
 }
 
 // queue hands c to Accept, or resets it if the listener closes first.

@@ -79,8 +79,22 @@ type Options struct {
 	// HandshakeTimeout bounds a tcpcrypt handshake (default 10s).
 	HandshakeTimeout time.Duration
 	// MaxHandshakes bounds concurrent passive handshakes per listener
-	// (default 256).
+	// (default 256). When they are all taken, a new connection evicts the
+	// oldest one still waiting for its peer's first handshake message.
 	MaxHandshakes int
+	// HandshakesPerSource bounds the passive handshakes one source (IPv4
+	// address, IPv6 /64) has in progress, over every listener (default
+	// DefaultHandshakesPerSource); more are reset.
+	HandshakesPerSource int
+	// Init1Timeout bounds the wait, from TCP's handshake, for the peer's
+	// first tcpcrypt message on a passive connection (default
+	// DefaultInit1Timeout); a connection that misses it is reset.
+	Init1Timeout time.Duration
+	// HandshakeBudget is the key-exchange CPU one source may make us spend
+	// on passive handshakes, in X25519 handshakes per second (burst: one
+	// second's worth; default DefaultHandshakeBudget). A handshake over
+	// budget is reset, never left plain.
+	HandshakeBudget float64
 
 	// OnConnDone, if set, is called once for every connection the forwarder
 	// or a service took into the table, right after it left the table: info
@@ -113,7 +127,8 @@ type Stack struct {
 	work     *workers   // goroutines for per-connection tasks
 	counters Counters
 	log      *slog.Logger
-	limits   *limitLog // limit events (floods, evictions, aborts), rate-limited
+	limits   *limitLog         // limit events (floods, evictions, aborts), rate-limited
+	hs       *handshakeLimiter // per-source limits on passive handshakes
 	opts     Options
 
 	table *Table
@@ -150,6 +165,7 @@ func New(o Options) (*Stack, error) {
 		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
 	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
+	s.hs = newHandshakeLimiter(o.HandshakesPerSource, o.HandshakeBudget, o.Now)
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
@@ -204,6 +220,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = 256
+	}
+	if o.HandshakesPerSource <= 0 {
+		o.HandshakesPerSource = DefaultHandshakesPerSource
+	}
+	if o.Init1Timeout <= 0 {
+		o.Init1Timeout = DefaultInit1Timeout
+	}
+	if o.HandshakeBudget <= 0 {
+		o.HandshakeBudget = DefaultHandshakeBudget
 	}
 	if o.TCPCrypt == nil {
 		o.TCPCrypt = &tcpcrypt.Config{}
