@@ -53,6 +53,7 @@ type Config struct {
 	Log      Log
 	Runtime  Runtime
 	TCP      TCP
+	Limits   Limits
 }
 
 // Device describes the TUN device and its addresses.
@@ -95,7 +96,7 @@ type Service struct {
 
 // Crypto holds protocol preferences. Lists are most preferred first.
 type Crypto struct {
-	TEPs                 []string // "x25519", "x448", "p256", "p521"
+	TEPs                 []string // "x25519", "x448", "p256", "p521" (default: all but p521)
 	AEADs                []string // "aes128gcm", "aes256gcm", "chacha20poly1305"
 	Resumption           bool
 	ResumptionCacheSize  int
@@ -137,6 +138,25 @@ type TCP struct {
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
 }
+
+// Limits bound what hostile peers can make the daemon hold or spend.
+type Limits struct {
+	// Passive handshakes (services): slots of a service one source (IPv4
+	// address, IPv6 /64) holds at once; how long host B waits for Init1
+	// after TCP's handshake; key-exchange CPU per source, in X25519
+	// handshakes per second (dearer TEPs count several).
+	HandshakesPerSource      int
+	Init1Timeout             time.Duration
+	HandshakeBudgetPerSource int
+}
+
+// Bounds of the [limits] keys for passive handshakes.
+const (
+	maxHandshakesPerSource = 65536
+	minInit1Timeout        = 100 * time.Millisecond
+	maxInit1Timeout        = time.Minute
+	maxHandshakeBudget     = 1_000_000
+)
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.

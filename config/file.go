@@ -72,6 +72,12 @@ type file struct {
 	TCP struct {
 		SACKMinRTT string `toml:"sack_min_rtt"`
 	} `toml:"tcp"`
+	Limits struct {
+		// Passive handshakes (services).
+		HandshakesPerSource      int    `toml:"handshakes_per_source"`
+		Init1Timeout             string `toml:"init1_timeout"`
+		HandshakeBudgetPerSource int    `toml:"handshake_budget_per_source"`
+	} `toml:"limits"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -288,6 +294,23 @@ func (f *file) validate(name string) (*Config, error) {
 	if c.TCP.SACKMinRTT > maxSACKMinRTT {
 		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
 	}
+
+	lm := &f.Limits
+	// Passive handshakes.
+	if lm.HandshakesPerSource < 1 || lm.HandshakesPerSource > maxHandshakesPerSource {
+		v.fail("limits.handshakes_per_source", "%d is out of range; use 1-%d", lm.HandshakesPerSource, maxHandshakesPerSource)
+	}
+	c.Limits.HandshakesPerSource = lm.HandshakesPerSource
+	c.Limits.Init1Timeout = v.duration("limits.init1_timeout", lm.Init1Timeout)
+	if c.Limits.Init1Timeout < minInit1Timeout || c.Limits.Init1Timeout > maxInit1Timeout {
+		v.fail("limits.init1_timeout", "%s is out of range; use %s-%s (a client sends Init1 one round trip after connecting)",
+			c.Limits.Init1Timeout, minInit1Timeout, maxInit1Timeout)
+	}
+	if lm.HandshakeBudgetPerSource < 1 || lm.HandshakeBudgetPerSource > maxHandshakeBudget {
+		v.fail("limits.handshake_budget_per_source", "%d is out of range; use 1-%d X25519 handshakes per second",
+			lm.HandshakeBudgetPerSource, maxHandshakeBudget)
+	}
+	c.Limits.HandshakeBudgetPerSource = lm.HandshakeBudgetPerSource
 
 	if v.err != nil {
 		return nil, v.err

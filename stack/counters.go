@@ -51,7 +51,7 @@ type Counters struct {
 	// resets the connection, none leaves it plain.
 	HandshakesEvicted   atomic.Uint64 // waiting for the peer's first message, evicted to free a slot
 	Init1Timeouts       atomic.Uint64 // no first message within Options.Init1Timeout
-	HandshakeSourceBusy atomic.Uint64 // source already had Options.HandshakesPerSource in progress
+	HandshakeSourceBusy atomic.Uint64 // too many connections of one source waiting for its HandshakesPerSource slots
 	HandshakeCPULimited atomic.Uint64 // source's key-exchange budget (Options.HandshakeBudget) spent
 }
 

@@ -10,11 +10,12 @@ import (
 
 // Defaults of the per-source handshake limits (Options fields left zero).
 const (
-	// DefaultHandshakesPerSource bounds the passive handshakes one source
-	// (an IPv4 address, an IPv6 /64) has in progress at once, over every
-	// listener. A client's handshake lasts about one round trip, so even a
-	// busy NAT rarely has more than a few in flight.
-	DefaultHandshakesPerSource = 16
+	// DefaultHandshakesPerSource bounds the handshake slots of a listener
+	// one source (an IPv4 address, an IPv6 /64) holds at once (an eighth of
+	// the default 256). Its further connections wait, without a slot, for
+	// one of its own handshakes to end: a burst from one client is delayed
+	// a little, a source that stalls its handshakes delays only itself.
+	DefaultHandshakesPerSource = 32
 	// DefaultInit1Timeout is how long host B waits, from the moment the
 	// TCP connection is established, for the peer's whole first handshake
 	// message (Init1, RFC 8548 §3.3). A client sends it at once; a peer
@@ -23,8 +24,11 @@ const (
 	DefaultInit1Timeout = 3 * time.Second
 	// DefaultHandshakeBudget is how many key-exchange cost units (one unit:
 	// one fresh X25519 handshake as host B) one source may make us spend
-	// per second; it may spend a second's worth at once.
-	DefaultHandshakeBudget = 200
+	// per second; it may spend a second's worth at once. 1000 units are
+	// 0.1-0.15 CPU-seconds per second here: a source takes at most that
+	// share, while one client's fresh connection rate through a daemon
+	// (about 700/s in the connrate benchmark) stays below it.
+	DefaultHandshakeBudget = 1000
 )
 
 // tepCost is the CPU a fresh passive handshake costs with each TEP, in
@@ -60,18 +64,15 @@ func sourceKey(a netip.Addr) netip.Prefix {
 	return p
 }
 
-// handshakeLimiter holds the stack-wide per-source limits on passive
-// handshakes: how many one source may have in progress, and how much key
-// exchange CPU it may take (a token bucket per source, refilled at rate
-// units per second up to burst).
+// handshakeLimiter holds the stack-wide per-source budget of key-exchange
+// CPU for passive handshakes: a token bucket per source, refilled at rate
+// units per second up to burst.
 type handshakeLimiter struct {
-	perSource int
-	rate      float64
-	burst     float64
-	now       func() time.Time
+	rate  float64
+	burst float64
+	now   func() time.Time
 
 	mu        sync.Mutex
-	active    map[netip.Prefix]int     // in-progress handshakes per source
 	buckets   map[netip.Prefix]*bucket // CPU budget per source
 	overflow  bucket                   // shared once buckets holds maxBuckets
 	lastPrune time.Time
@@ -82,47 +83,12 @@ type bucket struct {
 	last   time.Time
 }
 
-func newHandshakeLimiter(perSource int, rate float64, now func() time.Time) *handshakeLimiter {
+func newHandshakeLimiter(rate float64, now func() time.Time) *handshakeLimiter {
 	return &handshakeLimiter{
-		perSource: perSource, rate: rate, burst: rate, now: now,
-		active:   make(map[netip.Prefix]int),
+		rate: rate, burst: rate, now: now,
 		buckets:  make(map[netip.Prefix]*bucket),
 		overflow: bucket{tokens: rate, last: now()},
 	}
-}
-
-// acquire counts one more handshake in progress for src, or reports false
-// when src already has perSource of them.
-func (h *handshakeLimiter) acquire(src netip.Prefix) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.active[src] >= h.perSource {
-		return false
-	}
-	h.active[src]++
-	return true
-}
-
-// release ends one handshake acquire counted for src.
-func (h *handshakeLimiter) release(src netip.Prefix) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if n := h.active[src]; n > 1 {
-		h.active[src] = n - 1
-	} else {
-		delete(h.active, src)
-	}
-}
-
-// inProgress returns how many handshakes are counted in progress.
-func (h *handshakeLimiter) inProgress() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, v := range h.active {
-		n += v
-	}
-	return n
 }
 
 // spend takes cost units from src's budget, or reports false (and takes

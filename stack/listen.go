@@ -36,11 +36,12 @@ type listenKey struct {
 //
 // One goroutine accepts TCP connections; each accepted connection gets a
 // goroutine for its tcpcrypt handshake, at most Options.MaxHandshakes at a
-// time (a slot each). Hostile peers cannot hold the slots: a source gets at
-// most Options.HandshakesPerSource of them, a peer whose first tcpcrypt
-// message is not in within Options.Init1Timeout is reset, and when every
-// slot is taken a new connection evicts the oldest handshake still waiting
-// for that message. Close stops them all and waits.
+// time (a slot each). Hostile peers cannot hold the slots: a source holds
+// at most Options.HandshakesPerSource of them (its further connections
+// wait for those), a peer whose first tcpcrypt message is not in within
+// Options.Init1Timeout is reset, and when every slot is taken a new
+// connection evicts the oldest handshake that has waited a while for that
+// message. Close stops them all and waits.
 type Listener struct {
 	st     *Stack
 	key    listenKey
@@ -63,9 +64,14 @@ type Listener struct {
 
 	// waiting lists, oldest first, the handshakes holding a slot that have
 	// not yet received the peer's first tcpcrypt message: the ones a new
-	// connection evicts when every slot is taken (see takeSlot).
+	// connection evicts when every slot is taken (see takeSlot). active
+	// counts the slots each source holds; parked holds, per source, the
+	// connections waiting for one of them (see admit).
 	hmu     sync.Mutex
-	waiting list.List // of *hsWait; guarded by hmu
+	waiting list.List                    // of *hsWait; guarded by hmu
+	active  map[netip.Prefix]int         // guarded by hmu
+	parked  map[netip.Prefix][]*accepted // guarded by hmu
+	nParked int                          // guarded by hmu
 }
 
 // Listen listens on addr (invalid or unspecified: every address, IPv4 and
@@ -117,6 +123,9 @@ func (s *Stack) listen(addr netip.Addr, port uint16, p *Policy, handle func(*Con
 		addr:  &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(la.Port)},
 		conns: make(chan *Conn, s.opts.MaxHandshakes),
 		sem:   make(chan struct{}, s.opts.MaxHandshakes),
+
+		active: make(map[netip.Prefix]int),
+		parked: make(map[netip.Prefix][]*accepted),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	// Register before listening, so the shim's factory knows the policy
@@ -220,6 +229,17 @@ func (l *Listener) Close() error {
 		l.st.unregister(l)
 		l.ep.Close()
 		l.wg.Wait()
+		l.hmu.Lock()
+		var parked []*accepted
+		for src, q := range l.parked {
+			parked = append(parked, q...)
+			delete(l.parked, src)
+		}
+		l.nParked = 0
+		l.hmu.Unlock()
+		for _, a := range parked {
+			l.refuse(a)
+		}
 		for {
 			select {
 			case c := <-l.conns:
@@ -236,7 +256,7 @@ func (l *Listener) Close() error {
 const (
 	evHandshakeEvicted    = "handshake evicted: all handshake slots taken"
 	evInit1Timeout        = "handshake reset: no Init1 in time"
-	evHandshakeSourceBusy = "handshake refused: too many in progress from one source"
+	evHandshakeSourceBusy = "handshake refused: too many connections waiting from one source"
 	evHandshakeBudget     = "handshake reset: source's key-exchange budget spent"
 )
 
@@ -251,22 +271,40 @@ var (
 // resumes a cached secret and runs no key exchange (RFC 8548 §3.5).
 const resumeBit = 0x80
 
+// Bounds of the connections waiting, without a slot, for their source to
+// hold fewer than HandshakesPerSource slots (see admit). Beyond them a
+// connection is reset.
+const (
+	maxParked          = listenBacklog     // per listener
+	maxParkedPerSource = listenBacklog / 4 // per source and listener
+)
+
+// accepted is a connection accepted from gVisor that has no slot yet.
+type accepted struct {
+	ep       tcpip.Endpoint
+	wq       *waiter.Queue
+	id       gvstack.TransportEndpointID
+	src      netip.Prefix // its source, as the per-source limits count it
+	at       time.Time    // when TCP's handshake completed (Accept)
+	deadline time.Time    // for the peer's first tcpcrypt message
+}
+
 // hsWait is one passive handshake holding a slot of its listener.
 type hsWait struct {
-	src      netip.Prefix    // its source, as the per-source limits count it
-	deadline time.Time       // for the peer's first tcpcrypt message
-	ctx      context.Context // cancelled by eviction (cause errEvicted) or Close
-	cancel   context.CancelCauseFunc
+	*accepted
+	ctx    context.Context // cancelled by eviction (cause errEvicted) or Close
+	cancel context.CancelCauseFunc
 
 	elem    *list.Element // in Listener.waiting while waiting; guarded by hmu
 	evicted bool          // guarded by hmu
 }
 
 // acceptLoop accepts TCP connections until Close and starts a settle
-// goroutine for each. A connection from a source that already has
-// Options.HandshakesPerSource handshakes in progress is reset; when
-// MaxHandshakes are running, the oldest one still waiting for its peer's
-// first message is evicted, and if none waits the loop waits for a slot.
+// goroutine for each. A connection whose source already holds
+// Options.HandshakesPerSource slots waits for one of them (admit); when
+// MaxHandshakes slots are taken, a handshake that has waited long for its
+// peer's first message is evicted, and if there is none the loop waits for
+// a slot.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
 	s := l.st
@@ -288,23 +326,24 @@ func (l *Listener) acceptLoop() {
 		}
 		// The TCP handshake is done: the peer's first tcpcrypt message is
 		// due from now on.
-		deadline := time.Now().Add(s.opts.Init1Timeout)
+		now := time.Now()
 		id := endpointID(nep)
-		src := sourceKey(netipFrom(id.RemoteAddress))
-		if !s.hs.acquire(src) {
+		a := &accepted{ep: nep, wq: nwq, id: id, src: sourceKey(netipFrom(id.RemoteAddress)),
+			at: now, deadline: now.Add(s.opts.Init1Timeout)}
+		switch l.admit(a) {
+		case admitParked:
+			continue
+		case admitRefused:
 			s.counters.HandshakeSourceBusy.Add(1)
-			s.limits.hit(evHandshakeSourceBusy, "source", src.String(), "limit", s.opts.HandshakesPerSource)
-			l.refuse(nep, id)
+			s.limits.hit(evHandshakeSourceBusy, "source", a.src.String(), "listener", l.addr.String())
+			l.refuse(a)
 			continue
 		}
 		if !l.takeSlot() {
-			s.hs.release(src)
-			l.refuse(nep, id)
+			l.refuse(a) // Close resets the parked ones
 			return
 		}
-		w := l.beginWait(src, deadline)
-		l.wg.Add(1)
-		s.work.Go(func() { l.settle(nep, nwq, w) })
+		l.start(a)
 	}
 }
 
@@ -316,31 +355,95 @@ func endpointID(ep tcpip.Endpoint) gvstack.TransportEndpointID {
 	return gvstack.TransportEndpointID{}
 }
 
-// refuse resets an accepted connection that gets no handshake slot and
-// forgets its ENO state (nobody will claim it).
-func (l *Listener) refuse(ep tcpip.Endpoint, id gvstack.TransportEndpointID) {
+// refuse resets an accepted connection that gets no handshake and forgets
+// its ENO state (nobody will claim it).
+func (l *Listener) refuse(a *accepted) {
 	if fl := l.st.flows; fl != nil {
-		if f := fl.lookup(id); f != nil {
+		if f := fl.lookup(a.id); f != nil {
 			fl.remove(f)
 		}
 	}
-	ep.Abort()
-	ep.Close()
+	a.ep.Abort()
+	a.ep.Close()
 }
 
-// takeSlot takes a handshake slot, evicting the oldest waiting handshake
-// if every slot is taken; false if the listener closed first. Without
-// eviction, peers that complete ENO and then stay silent would hold every
-// slot and stall each new handshake for as long as they wait; with it they
-// would have to open MaxHandshakes connections within a legitimate
-// client's round trip to push that client out.
+type admission int
+
+const (
+	admitNow     admission = iota // counted for its source: take a slot
+	admitParked                   // waits for one of its source's handshakes to end
+	admitRefused                  // too many waiting: reset it
+)
+
+// admit counts a as one of its source's handshakes, or parks it until one
+// of them ends (see done). Parking, rather than a reset, keeps a burst of
+// connections from one client working; and a source that stalls its
+// handshakes holds at most HandshakesPerSource slots, however many
+// connections it opens. A parked connection holds no slot and no
+// goroutine, and its Init1 deadline runs on.
+func (l *Listener) admit(a *accepted) admission {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if l.active[a.src] < l.st.opts.HandshakesPerSource {
+		l.active[a.src]++
+		return admitNow
+	}
+	q := l.parked[a.src]
+	if l.nParked >= maxParked || len(q) >= maxParkedPerSource {
+		return admitRefused
+	}
+	l.parked[a.src] = append(q, a)
+	l.nParked++
+	return admitParked
+}
+
+// done ends one of src's handshakes. It returns src's oldest parked
+// connection, which takes over the ended one's place (and slot), or nil.
+func (l *Listener) done(src netip.Prefix) *accepted {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if q := l.parked[src]; len(q) > 0 {
+		next := q[0]
+		q[0] = nil
+		if len(q) == 1 {
+			delete(l.parked, src)
+		} else {
+			l.parked[src] = q[1:]
+		}
+		l.nParked--
+		return next
+	}
+	if n := l.active[src]; n > 1 {
+		l.active[src] = n - 1
+	} else {
+		delete(l.active, src)
+	}
+	return nil
+}
+
+// inProgress returns how many handshakes hold a slot and how many
+// connections are parked.
+func (l *Listener) inProgress() (active, parked int) {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	for _, n := range l.active {
+		active += n
+	}
+	return active, l.nParked
+}
+
+// takeSlot takes a handshake slot, evicting a handshake that has waited
+// long for its peer's first message if every slot is taken; false if the
+// listener closed first. Without eviction, peers that complete ENO and
+// then stay silent would hold every slot and stall each new handshake for
+// as long as they wait.
 func (l *Listener) takeSlot() bool {
 	select {
 	case l.sem <- struct{}{}:
 		return true
 	default:
 	}
-	l.evictOldest()
+	l.evictOne()
 	select {
 	case l.sem <- struct{}{}:
 		return true
@@ -349,14 +452,15 @@ func (l *Listener) takeSlot() bool {
 	}
 }
 
-// beginWait lists a new handshake as waiting for its peer's first message.
-func (l *Listener) beginWait(src netip.Prefix, deadline time.Time) *hsWait {
-	w := &hsWait{src: src, deadline: deadline}
+// start runs a's handshake in a slot already taken for it.
+func (l *Listener) start(a *accepted) {
+	w := &hsWait{accepted: a}
 	w.ctx, w.cancel = context.WithCancelCause(l.ctx)
 	l.hmu.Lock()
 	w.elem = l.waiting.PushBack(w)
 	l.hmu.Unlock()
-	return w
+	l.wg.Add(1)
+	l.st.work.Go(func() { l.settle(w) })
 }
 
 // endWait unlists w: its peer's first message arrived, or it ended. It
@@ -371,17 +475,28 @@ func (l *Listener) endWait(w *hsWait) bool {
 	return !w.evicted
 }
 
-// evictOldest cancels the oldest waiting handshake, whose settle goroutine
-// then resets the connection and frees its slot.
-func (l *Listener) evictOldest() {
+// evictOne cancels the oldest waiting handshake that is at least evictAge
+// old and whose peer's first message is not queued either; its settle
+// goroutine then resets the connection and frees its slot. Younger ones
+// are spared: a legitimate client's Init1 arrives right after TCP's
+// handshake, so to push one out an attacker would have to open
+// MaxHandshakes connections within evictAge, again and again.
+func (l *Listener) evictOne() {
+	now := time.Now()
 	l.hmu.Lock()
-	e := l.waiting.Front()
-	if e == nil {
+	var w *hsWait
+	for e := l.waiting.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*hsWait)
+		if now.Sub(c.at) >= l.st.evictAge && !init1Queued(c.ep) {
+			w = c
+			break
+		}
+	}
+	if w == nil {
 		l.hmu.Unlock()
 		return
 	}
-	w := e.Value.(*hsWait)
-	l.waiting.Remove(e)
+	l.waiting.Remove(w.elem)
 	w.elem, w.evicted = nil, true
 	l.hmu.Unlock()
 	w.cancel(errEvicted)
@@ -397,18 +512,22 @@ func (l *Listener) waitingHandshakes() int {
 }
 
 // settle runs ENO's outcome on one accepted connection and queues it for
-// Accept, or hands it to l.handle once the handshake slot is free again. It
-// exits when the connection is queued, handled or dropped.
-func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) {
+// Accept, or hands it to l.handle once the handshake slot is free again
+// (or taken over by a parked connection of the same source). It exits
+// when the connection is queued, handled or dropped.
+func (l *Listener) settle(w *hsWait) {
 	defer l.wg.Done()
-	c := l.settleConn(ep, wq, w)
+	c := l.settleConn(w)
 	l.endWait(w)
 	w.cancel(nil)
-	l.st.hs.release(w.src)
 	if c != nil && l.handle == nil {
 		l.queue(c) // holding the slot: Accept's backlog stays bounded
 	}
-	<-l.sem
+	if next := l.done(w.src); next != nil {
+		l.start(next) // our slot is its slot
+	} else {
+		<-l.sem
+	}
 	if c != nil && l.handle != nil {
 		l.handle(c)
 	}
@@ -416,9 +535,9 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) {
 
 // settleConn runs ENO's outcome on one accepted connection: the settled
 // connection, or nil if it was dropped.
-func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) *Conn {
+func (l *Listener) settleConn(w *hsWait) *Conn {
 	s := l.st
-	id := endpointID(ep)
+	ep, wq, id := w.ep, w.wq, w.id
 	c := &Conn{
 		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
@@ -451,13 +570,12 @@ func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) *C
 	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
-	ctx, cancel, err := l.awaitPeer(w, c, f)
+	ctx, err := l.awaitPeer(w, c, f)
 	if err != nil {
 		s.abortConn(c, sess)
 		s.log.Debug("inbound connection reset before its key exchange", "conn", c.id.Remote, "err", err)
 		return nil
 	}
-	defer cancel()
 	if err := s.secure(ctx, c, f, sess, nil); err != nil {
 		s.log.Debug("inbound connection dropped", "conn", c.id.Remote, "err", err)
 		return nil
@@ -467,53 +585,49 @@ func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue, w *hsWait) *C
 
 // awaitPeer runs the per-source limits of a passive handshake before its
 // key exchange, and returns the context the handshake runs under. A fresh
-// handshake as host B waits, evictable, until the peer's whole Init1 is
-// queued (by w.deadline), then takes the TEP's cost from the source's
-// budget. As host A (a peer that asked to be B, RFC 8547 §4.2), we send
-// Init1 at once and the peer owes Init2: the whole handshake stays
-// evictable and must end by w.deadline. Fallbacks and resumed sessions
-// cost no key exchange and return at once; secure settles them. On error
-// nothing was sent and the caller resets the connection.
-func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, context.CancelFunc, error) {
+// handshake waits, evictable, until the peer's whole Init1 is queued (by
+// w.deadline), then takes the TEP's cost from the source's budget.
+// Fallbacks and resumed sessions cost no key exchange and return at once;
+// secure settles them. On error nothing was sent and the caller resets the
+// connection.
+func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, error) {
 	s := l.st
 	timer := time.NewTimer(time.Until(w.deadline))
 	defer timer.Stop()
 	select {
-	case <-f.ready:
-	case <-w.ctx.Done():
-		return nil, nil, context.Cause(w.ctx)
-	case <-timer.C:
-		// ENO settles with the segment that completed TCP's handshake;
-		// if it has not by now, reset rather than guess (never plain).
-		return nil, nil, l.init1Timeout()
+	case <-f.ready: // first: a connection parked past its deadline may be settled
+	default:
+		select {
+		case <-f.ready:
+		case <-w.ctx.Done():
+			return nil, context.Cause(w.ctx)
+		case <-timer.C:
+			// ENO settles with the segment that completed TCP's
+			// handshake; if it has not by now, reset rather than guess
+			// (never plain).
+			return nil, l.init1Timeout()
+		}
 	}
 	res, err := f.spec.neg.Result()
-	if err != nil || res.TEPByte&resumeBit != 0 {
+	// A passive opener sends b = 1 and is always host B (RFC 8547 §4.2);
+	// only B receives Init1.
+	if err != nil || res.TEPByte&resumeBit != 0 || res.Role != eno.RoleB {
 		l.endWait(w)
-		return w.ctx, func() {}, nil
+		return w.ctx, nil
 	}
-	switch res.Role {
-	case eno.RoleB:
-		if err := l.waitInit1(w, c.stream, timer); err != nil {
-			return nil, nil, err
-		}
-		if !l.endWait(w) {
-			return nil, nil, errEvicted
-		}
-	case eno.RoleA:
-		// Stays listed as waiting until settle ends it.
+	if err := l.waitInit1(w, c.stream, timer); err != nil {
+		return nil, err
+	}
+	if !l.endWait(w) {
+		return nil, errEvicted
 	}
 	if !s.hs.spend(w.src, tepCost(kex.ID(res.TEP))) {
 		s.counters.HandshakeCPULimited.Add(1)
 		s.limits.hit(evHandshakeBudget, "source", w.src.String(), "tep", kex.ID(res.TEP).String(),
 			"budget_per_second", s.opts.HandshakeBudget)
-		return nil, nil, errHandshakeBudget
+		return nil, errHandshakeBudget
 	}
-	if res.Role == eno.RoleA {
-		ctx, cancel := context.WithDeadline(w.ctx, w.deadline)
-		return ctx, cancel, nil
-	}
-	return w.ctx, func() {}, nil
+	return w.ctx, nil
 }
 
 func (l *Listener) init1Timeout() error {

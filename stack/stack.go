@@ -82,9 +82,10 @@ type Options struct {
 	// (default 256). When they are all taken, a new connection evicts the
 	// oldest one still waiting for its peer's first handshake message.
 	MaxHandshakes int
-	// HandshakesPerSource bounds the passive handshakes one source (IPv4
-	// address, IPv6 /64) has in progress, over every listener (default
-	// DefaultHandshakesPerSource); more are reset.
+	// HandshakesPerSource bounds the handshake slots of a listener one
+	// source (IPv4 address, IPv6 /64) holds (default
+	// DefaultHandshakesPerSource); its further connections wait for one
+	// of them to end.
 	HandshakesPerSource int
 	// Init1Timeout bounds the wait, from TCP's handshake, for the peer's
 	// first tcpcrypt message on a passive connection (default
@@ -128,7 +129,12 @@ type Stack struct {
 	counters Counters
 	log      *slog.Logger
 	limits   *limitLog         // limit events (floods, evictions, aborts), rate-limited
-	hs       *handshakeLimiter // per-source limits on passive handshakes
+	hs       *handshakeLimiter // per-source key-exchange budget of passive handshakes
+	// evictAge: a passive handshake still waiting for its peer's first
+	// message may be evicted for a new connection once it is this old
+	// (a quarter of Init1Timeout), not before: a client's Init1 follows
+	// TCP's handshake at once, unless it was lost and is resent.
+	evictAge time.Duration
 	opts     Options
 
 	table *Table
@@ -165,7 +171,8 @@ func New(o Options) (*Stack, error) {
 		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
 	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
-	s.hs = newHandshakeLimiter(o.HandshakesPerSource, o.HandshakeBudget, o.Now)
+	s.hs = newHandshakeLimiter(o.HandshakeBudget, o.Now)
+	s.evictAge = o.Init1Timeout / 4
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},

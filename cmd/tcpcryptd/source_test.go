@@ -165,6 +165,8 @@ func TestMetrics(t *testing.T) {
 	counters.Enabled.Add(4)
 	counters.ForwardLoops.Add(6)
 	counters.NoSACK.Add(7)
+	counters.HandshakesEvicted.Add(12)
+	counters.HandshakeCPULimited.Add(13)
 	live := encryptedOutbound() // still relaying: its bytes count too
 	col.setSources(&metricSources{
 		counters: &counters,
@@ -189,6 +191,9 @@ func TestMetrics(t *testing.T) {
 		"tcpcryptd_eno_enabled_total 4",
 		"tcpcryptd_forward_loops_total 6",
 		"tcpcryptd_no_sack_connections_total 7",
+		`tcpcryptd_handshake_limit_events_total{event="evicted"} 12`,
+		`tcpcryptd_handshake_limit_events_total{event="cpu_budget"} 13`,
+		`tcpcryptd_handshake_limit_events_total{event="init1_timeout"} 0`,
 		`tcpcryptd_shim_segments_total{event="rewritten"} 11`,
 		"tcpcryptd_shim_flows 9",
 		// 2 ended encrypted (100 each) + 1 plain (5) + live (100).
