@@ -232,6 +232,36 @@ func TestHandshakesPerSource(t *testing.T) {
 	checkSlotsBaseline(t, p.b, l)
 }
 
+// TestParkedConnectionsBounded: a source's connections beyond its share of
+// slots wait in a bounded queue; beyond it they are reset (and counted),
+// and Close resets the ones still waiting and leaves no state behind.
+func TestParkedConnectionsBounded(t *testing.T) {
+	const perSource, park, stalled = 2, 3, 8
+	p := newPair(t, pairOpts{b: func(o *Options) {
+		o.HandshakesPerSource = perSource
+		o.Init1Timeout = time.Minute
+	}})
+	p.b.parkPerSource = park
+	l, err := p.b.Listen(addrB4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptAll(t, l)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	sc := newStalledClients(t)
+	for range stalled {
+		sc.dial(ctxT(t), p.a, addrA4, dst)
+	}
+	waitFor(t, func() bool {
+		return sc.settled(stalled) && p.b.counters.HandshakeSourceBusy.Load() == stalled-perSource-park
+	}, "connections beyond the queue refused")
+	if active, parked := l.inProgress(); active != perSource || parked != park {
+		t.Errorf("%d handshakes, %d parked; want %d and %d", active, parked, perSource, park)
+	}
+	l.Close()
+	checkSlotsBaseline(t, p.b, l)
+}
+
 // TestHandshakeBudgetPerSource: a source that offers only P-521 (the
 // dearest TEP) is held to its key-exchange budget: once spent, its
 // handshakes are reset (never left plain), while another source's P-521

@@ -389,7 +389,7 @@ func (l *Listener) admit(a *accepted) admission {
 		return admitNow
 	}
 	q := l.parked[a.src]
-	if l.nParked >= maxParked || len(q) >= maxParkedPerSource {
+	if l.nParked >= maxParked || len(q) >= l.st.parkPerSource {
 		return admitRefused
 	}
 	l.parked[a.src] = append(q, a)
@@ -436,21 +436,32 @@ func (l *Listener) inProgress() (active, parked int) {
 // long for its peer's first message if every slot is taken; false if the
 // listener closed first. Without eviction, peers that complete ENO and
 // then stay silent would hold every slot and stall each new handshake for
-// as long as they wait.
+// as long as they wait. While the slots stay full it tries again every
+// evictRetry: handshakes age into eviction, and an evicted one's slot may
+// go to its source's next connection (see done), itself evictable.
 func (l *Listener) takeSlot() bool {
 	select {
 	case l.sem <- struct{}{}:
 		return true
 	default:
 	}
-	l.evictOne()
-	select {
-	case l.sem <- struct{}{}:
-		return true
-	case <-l.ctx.Done():
-		return false
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case l.sem <- struct{}{}:
+			return true
+		case <-l.ctx.Done():
+			return false
+		case <-retry.C:
+			l.evictOne()
+			retry.Reset(max(l.st.evictAge/4, minEvictRetry))
+		}
 	}
 }
+
+// minEvictRetry bounds how often takeSlot looks for a handshake to evict.
+const minEvictRetry = 10 * time.Millisecond
 
 // start runs a's handshake in a slot already taken for it.
 func (l *Listener) start(a *accepted) {

@@ -135,7 +135,11 @@ type Stack struct {
 	// (a quarter of Init1Timeout), not before: a client's Init1 follows
 	// TCP's handshake at once, unless it was lost and is resent.
 	evictAge time.Duration
-	opts     Options
+	// parkPerSource bounds a listener's connections waiting for their
+	// source's share of handshake slots, per source (maxParkedPerSource;
+	// tests lower it).
+	parkPerSource int
+	opts          Options
 
 	table *Table
 	// unclaimed handles TCP segments no endpoint claims (the forwarder);
@@ -173,6 +177,7 @@ func New(o Options) (*Stack, error) {
 	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
 	s.hs = newHandshakeLimiter(o.HandshakeBudget, o.Now)
 	s.evictAge = o.Init1Timeout / 4
+	s.parkPerSource = maxParkedPerSource
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
