@@ -262,6 +262,40 @@ func TestParkedConnectionsBounded(t *testing.T) {
 	checkSlotsBaseline(t, p.b, l)
 }
 
+// TestEvictionPastParked: a source that holds every slot and has more
+// connections waiting behind them gets each evicted slot back for its next
+// connection; eviction goes on until a slot is free, so another source's
+// client still connects encrypted.
+func TestEvictionPastParked(t *testing.T) {
+	const slots, stalled = 4, 12
+	p := newPair(t, pairOpts{a: withSecondSource, b: func(o *Options) {
+		o.MaxHandshakes = slots
+		o.HandshakesPerSource = slots
+		o.Init1Timeout = time.Minute
+	}})
+	p.b.evictAge = 0
+	l, err := p.b.Listen(addrB4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptAll(t, l)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	sc := newStalledClients(t)
+	for range stalled {
+		sc.dial(ctxT(t), p.a, addrA4, dst)
+	}
+	waitFor(t, func() bool {
+		_, parked := l.inProgress()
+		return sc.settled(stalled) && l.waitingHandshakes() == slots && parked == stalled-slots
+	}, "slots taken and connections parked")
+	legitDial(t, p.a, addrA4b, dst)
+	if got := p.b.counters.HandshakesEvicted.Load(); got != stalled-slots+1 {
+		t.Errorf("evicted %d handshakes, want %d (every parked one, then one more)", got, stalled-slots+1)
+	}
+	sc.stop()
+	checkSlotsBaseline(t, p.b, l)
+}
+
 // TestHandshakeBudgetPerSource: a source that offers only P-521 (the
 // dearest TEP) is held to its key-exchange budget: once spent, its
 // handshakes are reset (never left plain), while another source's P-521

@@ -281,12 +281,11 @@ const (
 
 // accepted is a connection accepted from gVisor that has no slot yet.
 type accepted struct {
-	ep       tcpip.Endpoint
-	wq       *waiter.Queue
-	id       gvstack.TransportEndpointID
-	src      netip.Prefix // its source, as the per-source limits count it
-	at       time.Time    // when TCP's handshake completed (Accept)
-	deadline time.Time    // for the peer's first tcpcrypt message
+	ep  tcpip.Endpoint
+	wq  *waiter.Queue
+	id  gvstack.TransportEndpointID
+	src netip.Prefix // its source, as the per-source limits count it
+	at  time.Time    // when TCP's handshake completed (Accept)
 }
 
 // hsWait is one passive handshake holding a slot of its listener.
@@ -294,6 +293,11 @@ type hsWait struct {
 	*accepted
 	ctx    context.Context // cancelled by eviction (cause errEvicted) or Close
 	cancel context.CancelCauseFunc
+	// deadline for the peer's first tcpcrypt message: Init1Timeout after
+	// the connection got its slot (for a connection that was not parked,
+	// after TCP's handshake). Parked, it held no slot; and a client whose
+	// Init1 is already queued passes at once whatever the time.
+	deadline time.Time
 
 	elem    *list.Element // in Listener.waiting while waiting; guarded by hmu
 	evicted bool          // guarded by hmu
@@ -324,12 +328,8 @@ func (l *Listener) acceptLoop() {
 		if terr != nil {
 			return // listener closed
 		}
-		// The TCP handshake is done: the peer's first tcpcrypt message is
-		// due from now on.
-		now := time.Now()
 		id := endpointID(nep)
-		a := &accepted{ep: nep, wq: nwq, id: id, src: sourceKey(netipFrom(id.RemoteAddress)),
-			at: now, deadline: now.Add(s.opts.Init1Timeout)}
+		a := &accepted{ep: nep, wq: nwq, id: id, src: sourceKey(netipFrom(id.RemoteAddress)), at: time.Now()}
 		switch l.admit(a) {
 		case admitParked:
 			continue
@@ -380,7 +380,7 @@ const (
 // connections from one client working; and a source that stalls its
 // handshakes holds at most HandshakesPerSource slots, however many
 // connections it opens. A parked connection holds no slot and no
-// goroutine, and its Init1 deadline runs on.
+// goroutine; its Init1 deadline starts when it gets a slot.
 func (l *Listener) admit(a *accepted) admission {
 	l.hmu.Lock()
 	defer l.hmu.Unlock()
@@ -465,7 +465,7 @@ const minEvictRetry = 10 * time.Millisecond
 
 // start runs a's handshake in a slot already taken for it.
 func (l *Listener) start(a *accepted) {
-	w := &hsWait{accepted: a}
+	w := &hsWait{accepted: a, deadline: time.Now().Add(l.st.opts.Init1Timeout)}
 	w.ctx, w.cancel = context.WithCancelCause(l.ctx)
 	l.hmu.Lock()
 	w.elem = l.waiting.PushBack(w)
