@@ -96,7 +96,7 @@ type Service struct {
 
 // Crypto holds protocol preferences. Lists are most preferred first.
 type Crypto struct {
-	TEPs                 []string // "x25519", "x448", "p256", "p521"
+	TEPs                 []string // "x25519", "x448", "p256", "p521" (default: all but p521)
 	AEADs                []string // "aes128gcm", "aes256gcm", "chacha20poly1305"
 	Resumption           bool
 	ResumptionCacheSize  int
@@ -149,11 +149,27 @@ type Limits struct {
 	// ResumptionPrefixShare is how many resumption chains one IPv4
 	// address or one IPv6 /64 may hold in the cache.
 	ResumptionPrefixShare int
+
+	// Passive handshakes (services): slots of a service one source (IPv4
+	// address, IPv6 /64) holds at once; how long host B waits for Init1
+	// after TCP's handshake; key-exchange CPU per source, in X25519
+	// handshakes per second (dearer TEPs count several).
+	HandshakesPerSource      int
+	Init1Timeout             time.Duration
+	HandshakeBudgetPerSource int
 }
 
 // maxResumptionLookAhead bounds limits.resumption_lookahead (the work one
 // resumption SYN can cost); tcpcrypt.MaxLookAhead.
 const maxResumptionLookAhead = 1024
+
+// Bounds of the [limits] keys for passive handshakes.
+const (
+	maxHandshakesPerSource = 65536
+	minInit1Timeout        = 100 * time.Millisecond
+	maxInit1Timeout        = time.Minute
+	maxHandshakeBudget     = 1_000_000
+)
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.

@@ -18,7 +18,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if !c.Device.KernelIPv4.Contains(c.Device.StackIPv4) || !c.Device.KernelIPv6.Contains(c.Device.StackIPv6) {
 		t.Errorf("stack addresses outside the kernel prefixes: %+v", c.Device)
 	}
-	if got := strings.Join(c.Crypto.TEPs, ","); got != "x25519,x448,p256,p521" {
+	if got := strings.Join(c.Crypto.TEPs, ","); got != "x25519,x448,p256" {
 		t.Errorf("teps = %s", got)
 	}
 	if c.Control.Mode != 0o600 {
@@ -35,6 +35,21 @@ func TestDefaultIsValid(t *testing.T) {
 	}
 	if c.TCP.SACKMinRTT != time.Millisecond {
 		t.Errorf("tcp.sack_min_rtt = %v, want 1ms", c.TCP.SACKMinRTT)
+	}
+	if l := c.Limits; l.HandshakesPerSource != 32 || l.Init1Timeout != 3*time.Second || l.HandshakeBudgetPerSource != 1000 {
+		t.Errorf("limits = %+v", l)
+	}
+}
+
+// TestP521OptIn: P-521 is not in the default list (its key exchange costs
+// about 18 X25519 ones), but listing it explicitly is valid.
+func TestP521OptIn(t *testing.T) {
+	c, err := Parse("t", []byte("[crypto]\nteps = [\"x25519\", \"p521\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Crypto.TEPs, ","); got != "x25519,p521" {
+		t.Errorf("teps = %s", got)
 	}
 }
 
@@ -126,6 +141,10 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"metrics", "[metrics]\nlisten = \"localhost\"", "metrics.listen", "address:port"},
 		{"log level", "[log]\nlevel = \"loud\"", "log.level", "debug, info, warn or error"},
 		{"type", "[device]\nmtu = \"big\"", "", "mtu"},
+		{"handshakes per source", "[limits]\nhandshakes_per_source = 0", "limits.handshakes_per_source", "1-65536"},
+		{"init1 timeout", "[limits]\ninit1_timeout = \"0s\"", "limits.init1_timeout", "100ms-1m0s"},
+		{"init1 timeout syntax", "[limits]\ninit1_timeout = \"soon\"", "limits.init1_timeout", "not a duration"},
+		{"handshake budget", "[limits]\nhandshake_budget_per_source = -5", "limits.handshake_budget_per_source", "1-1000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("test.toml", []byte(tc.text))

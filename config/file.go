@@ -75,6 +75,10 @@ type file struct {
 	Limits struct {
 		ResumptionLookAhead   int `toml:"resumption_lookahead"`
 		ResumptionPrefixShare int `toml:"resumption_prefix_share"`
+		// Passive handshakes (services).
+		HandshakesPerSource      int    `toml:"handshakes_per_source"`
+		Init1Timeout             string `toml:"init1_timeout"`
+		HandshakeBudgetPerSource int    `toml:"handshake_budget_per_source"`
 	} `toml:"limits"`
 }
 
@@ -302,6 +306,22 @@ func (f *file) validate(name string) (*Config, error) {
 		v.fail("limits.resumption_prefix_share", "%d is out of range; use 1-4194304 chains", lim.ResumptionPrefixShare)
 	}
 	c.Limits.ResumptionPrefixShare = lim.ResumptionPrefixShare
+	lm := &f.Limits
+	// Passive handshakes.
+	if lm.HandshakesPerSource < 1 || lm.HandshakesPerSource > maxHandshakesPerSource {
+		v.fail("limits.handshakes_per_source", "%d is out of range; use 1-%d", lm.HandshakesPerSource, maxHandshakesPerSource)
+	}
+	c.Limits.HandshakesPerSource = lm.HandshakesPerSource
+	c.Limits.Init1Timeout = v.duration("limits.init1_timeout", lm.Init1Timeout)
+	if c.Limits.Init1Timeout < minInit1Timeout || c.Limits.Init1Timeout > maxInit1Timeout {
+		v.fail("limits.init1_timeout", "%s is out of range; use %s-%s (a client sends Init1 one round trip after connecting)",
+			c.Limits.Init1Timeout, minInit1Timeout, maxInit1Timeout)
+	}
+	if lm.HandshakeBudgetPerSource < 1 || lm.HandshakeBudgetPerSource > maxHandshakeBudget {
+		v.fail("limits.handshake_budget_per_source", "%d is out of range; use 1-%d X25519 handshakes per second",
+			lm.HandshakeBudgetPerSource, maxHandshakeBudget)
+	}
+	c.Limits.HandshakeBudgetPerSource = lm.HandshakeBudgetPerSource
 
 	if v.err != nil {
 		return nil, v.err

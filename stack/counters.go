@@ -55,6 +55,12 @@ type Counters struct {
 	ResumeEvictedOther atomic.Uint64 // chains dropped for another prefix's (cache full, theirs the largest share)
 	// Hostile-peer limits.
 	RekeyFloods atomic.Uint64 // relays reset: the peer ran too many key generations ahead (tcpcrypt.ErrRekeyFlood)
+	// Passive handshake limits (listen.go, handshakelimit.go); each event
+	// resets the connection, none leaves it plain.
+	HandshakesEvicted   atomic.Uint64 // waiting for the peer's first message, evicted to free a slot
+	Init1Timeouts       atomic.Uint64 // no first message within Options.Init1Timeout
+	HandshakeSourceBusy atomic.Uint64 // too many connections of one source waiting for its HandshakesPerSource slots
+	HandshakeCPULimited atomic.Uint64 // source's key-exchange budget (Options.HandshakeBudget) spent
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -101,11 +107,15 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"required-refusals": c.RequiredRefusals.Load(),
 		"forward-loops":     c.ForwardLoops.Load(),
 
-		"resume-chains":        c.ResumeChains.Load(),
-		"resume-expired":       c.ResumeExpired.Load(),
-		"resume-evicted-own":   c.ResumeEvictedOwn.Load(),
-		"resume-evicted-other": c.ResumeEvictedOther.Load(),
-		"rekey-floods":         c.RekeyFloods.Load(),
+		"resume-chains":         c.ResumeChains.Load(),
+		"resume-expired":        c.ResumeExpired.Load(),
+		"resume-evicted-own":    c.ResumeEvictedOwn.Load(),
+		"resume-evicted-other":  c.ResumeEvictedOther.Load(),
+		"rekey-floods":          c.RekeyFloods.Load(),
+		"handshakes-evicted":    c.HandshakesEvicted.Load(),
+		"init1-timeouts":        c.Init1Timeouts.Load(),
+		"handshake-source-busy": c.HandshakeSourceBusy.Load(),
+		"handshake-cpu-limited": c.HandshakeCPULimited.Load(),
 	}
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {

@@ -1,11 +1,14 @@
 package stack
 
 import (
+	"container/list"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -14,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 )
 
@@ -32,7 +36,12 @@ type listenKey struct {
 //
 // One goroutine accepts TCP connections; each accepted connection gets a
 // goroutine for its tcpcrypt handshake, at most Options.MaxHandshakes at a
-// time. Close stops them all and waits.
+// time (a slot each). Hostile peers cannot hold the slots: a source holds
+// at most Options.HandshakesPerSource of them (its further connections
+// wait for those), a peer whose first tcpcrypt message is not in within
+// Options.Init1Timeout is reset, and when every slot is taken a new
+// connection evicts the oldest handshake that has waited a while for that
+// message. Close stops them all and waits.
 type Listener struct {
 	st     *Stack
 	key    listenKey
@@ -52,6 +61,17 @@ type Listener struct {
 	sem       chan struct{}      // bounds concurrent handshakes
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	// waiting lists, oldest first, the handshakes holding a slot that have
+	// not yet received the peer's first tcpcrypt message: the ones a new
+	// connection evicts when every slot is taken (see takeSlot). active
+	// counts the slots each source holds; parked holds, per source, the
+	// connections waiting for one of them (see admit).
+	hmu     sync.Mutex
+	waiting list.List                    // of *hsWait; guarded by hmu
+	active  map[netip.Prefix]int         // guarded by hmu
+	parked  map[netip.Prefix][]*accepted // guarded by hmu
+	nParked int                          // guarded by hmu
 }
 
 // Listen listens on addr (invalid or unspecified: every address, IPv4 and
@@ -103,6 +123,9 @@ func (s *Stack) listen(addr netip.Addr, port uint16, p *Policy, handle func(*Con
 		addr:  &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(la.Port)},
 		conns: make(chan *Conn, s.opts.MaxHandshakes),
 		sem:   make(chan struct{}, s.opts.MaxHandshakes),
+
+		active: make(map[netip.Prefix]int),
+		parked: make(map[netip.Prefix][]*accepted),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	// Register before listening, so the shim's factory knows the policy
@@ -206,6 +229,17 @@ func (l *Listener) Close() error {
 		l.st.unregister(l)
 		l.ep.Close()
 		l.wg.Wait()
+		l.hmu.Lock()
+		var parked []*accepted
+		for src, q := range l.parked {
+			parked = append(parked, q...)
+			delete(l.parked, src)
+		}
+		l.nParked = 0
+		l.hmu.Unlock()
+		for _, a := range parked {
+			l.refuse(a)
+		}
 		for {
 			select {
 			case c := <-l.conns:
@@ -218,10 +252,66 @@ func (l *Listener) Close() error {
 	return nil
 }
 
+// Limit events of passive handshakes (limitLog names; see counters.go).
+const (
+	evHandshakeEvicted    = "handshake evicted: all handshake slots taken"
+	evInit1Timeout        = "handshake reset: no Init1 in time"
+	evHandshakeSourceBusy = "handshake refused: too many connections waiting from one source"
+	evHandshakeBudget     = "handshake reset: source's key-exchange budget spent"
+)
+
+// Why a passive handshake was reset before its key exchange.
+var (
+	errEvicted         = errors.New("stack: handshake evicted for a newer connection (every handshake slot was taken)")
+	errInit1Timeout    = errors.New("stack: the peer's first tcpcrypt message did not arrive in time")
+	errHandshakeBudget = errors.New("stack: the source's key-exchange budget is spent")
+)
+
+// resumeBit is the v bit of the TEP byte B answers with: set, the session
+// resumes a cached secret and runs no key exchange (RFC 8548 §3.5).
+const resumeBit = 0x80
+
+// Bounds of the connections waiting, without a slot, for their source to
+// hold fewer than HandshakesPerSource slots (see admit). Beyond them a
+// connection is reset.
+const (
+	maxParked          = listenBacklog     // per listener
+	maxParkedPerSource = listenBacklog / 4 // per source and listener
+)
+
+// accepted is a connection accepted from gVisor that has no slot yet.
+type accepted struct {
+	ep  tcpip.Endpoint
+	wq  *waiter.Queue
+	id  gvstack.TransportEndpointID
+	src netip.Prefix // its source, as the per-source limits count it
+	at  time.Time    // when TCP's handshake completed (Accept)
+}
+
+// hsWait is one passive handshake holding a slot of its listener.
+type hsWait struct {
+	*accepted
+	ctx    context.Context // cancelled by eviction (cause errEvicted) or Close
+	cancel context.CancelCauseFunc
+	// deadline for the peer's first tcpcrypt message: Init1Timeout after
+	// the connection got its slot (for a connection that was not parked,
+	// after TCP's handshake). Parked, it held no slot; and a client whose
+	// Init1 is already queued passes at once whatever the time.
+	deadline time.Time
+
+	elem    *list.Element // in Listener.waiting while waiting; guarded by hmu
+	evicted bool          // guarded by hmu
+}
+
 // acceptLoop accepts TCP connections until Close and starts a settle
-// goroutine for each, waiting while MaxHandshakes are running.
+// goroutine for each. A connection whose source already holds
+// Options.HandshakesPerSource slots waits for one of them (admit); when
+// MaxHandshakes slots are taken, a handshake that has waited long for its
+// peer's first message is evicted, and if there is none the loop waits for
+// a slot.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
+	s := l.st
 	entry, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
 	l.wq.EventRegister(&entry)
 	defer l.wq.EventUnregister(&entry)
@@ -238,28 +328,217 @@ func (l *Listener) acceptLoop() {
 		if terr != nil {
 			return // listener closed
 		}
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.ctx.Done():
-			nep.Abort()
-			nep.Close()
+		id := endpointID(nep)
+		a := &accepted{ep: nep, wq: nwq, id: id, src: sourceKey(netipFrom(id.RemoteAddress)), at: time.Now()}
+		switch l.admit(a) {
+		case admitParked:
+			continue
+		case admitRefused:
+			s.counters.HandshakeSourceBusy.Add(1)
+			s.limits.hit(evHandshakeSourceBusy, "source", a.src.String(), "listener", l.addr.String())
+			l.refuse(a)
+			continue
+		}
+		if !l.takeSlot() {
+			l.refuse(a) // Close resets the parked ones
 			return
 		}
-		l.wg.Add(1)
-		l.st.work.Go(func() { l.settle(nep, nwq) })
+		l.start(a)
 	}
 }
 
+// endpointID returns an accepted endpoint's 4-tuple.
+func endpointID(ep tcpip.Endpoint) gvstack.TransportEndpointID {
+	if info, ok := ep.Info().(*gvstack.TransportEndpointInfo); ok && info != nil {
+		return info.ID
+	}
+	return gvstack.TransportEndpointID{}
+}
+
+// refuse resets an accepted connection that gets no handshake and forgets
+// its ENO state (nobody will claim it).
+func (l *Listener) refuse(a *accepted) {
+	if fl := l.st.flows; fl != nil {
+		if f := fl.lookup(a.id); f != nil {
+			fl.remove(f)
+		}
+	}
+	a.ep.Abort()
+	a.ep.Close()
+}
+
+type admission int
+
+const (
+	admitNow     admission = iota // counted for its source: take a slot
+	admitParked                   // waits for one of its source's handshakes to end
+	admitRefused                  // too many waiting: reset it
+)
+
+// admit counts a as one of its source's handshakes, or parks it until one
+// of them ends (see done). Parking, rather than a reset, keeps a burst of
+// connections from one client working; and a source that stalls its
+// handshakes holds at most HandshakesPerSource slots, however many
+// connections it opens. A parked connection holds no slot and no
+// goroutine; its Init1 deadline starts when it gets a slot.
+func (l *Listener) admit(a *accepted) admission {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if l.active[a.src] < l.st.opts.HandshakesPerSource {
+		l.active[a.src]++
+		return admitNow
+	}
+	q := l.parked[a.src]
+	if l.nParked >= maxParked || len(q) >= l.st.parkPerSource {
+		return admitRefused
+	}
+	l.parked[a.src] = append(q, a)
+	l.nParked++
+	return admitParked
+}
+
+// done ends one of src's handshakes. It returns src's oldest parked
+// connection, which takes over the ended one's place (and slot), or nil.
+func (l *Listener) done(src netip.Prefix) *accepted {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if q := l.parked[src]; len(q) > 0 {
+		next := q[0]
+		q[0] = nil
+		if len(q) == 1 {
+			delete(l.parked, src)
+		} else {
+			l.parked[src] = q[1:]
+		}
+		l.nParked--
+		return next
+	}
+	if n := l.active[src]; n > 1 {
+		l.active[src] = n - 1
+	} else {
+		delete(l.active, src)
+	}
+	return nil
+}
+
+// inProgress returns how many handshakes hold a slot and how many
+// connections are parked.
+func (l *Listener) inProgress() (active, parked int) {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	for _, n := range l.active {
+		active += n
+	}
+	return active, l.nParked
+}
+
+// takeSlot takes a handshake slot, evicting a handshake that has waited
+// long for its peer's first message if every slot is taken; false if the
+// listener closed first. Without eviction, peers that complete ENO and
+// then stay silent would hold every slot and stall each new handshake for
+// as long as they wait. While the slots stay full it tries again every
+// evictRetry: handshakes age into eviction, and an evicted one's slot may
+// go to its source's next connection (see done), itself evictable.
+func (l *Listener) takeSlot() bool {
+	select {
+	case l.sem <- struct{}{}:
+		return true
+	default:
+	}
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case l.sem <- struct{}{}:
+			return true
+		case <-l.ctx.Done():
+			return false
+		case <-retry.C:
+			l.evictOne()
+			retry.Reset(max(l.st.evictAge/4, minEvictRetry))
+		}
+	}
+}
+
+// minEvictRetry bounds how often takeSlot looks for a handshake to evict.
+const minEvictRetry = 10 * time.Millisecond
+
+// start runs a's handshake in a slot already taken for it.
+func (l *Listener) start(a *accepted) {
+	w := &hsWait{accepted: a, deadline: time.Now().Add(l.st.opts.Init1Timeout)}
+	w.ctx, w.cancel = context.WithCancelCause(l.ctx)
+	l.hmu.Lock()
+	w.elem = l.waiting.PushBack(w)
+	l.hmu.Unlock()
+	l.wg.Add(1)
+	l.st.work.Go(func() { l.settle(w) })
+}
+
+// endWait unlists w: its peer's first message arrived, or it ended. It
+// reports false if w was evicted.
+func (l *Listener) endWait(w *hsWait) bool {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if w.elem != nil {
+		l.waiting.Remove(w.elem)
+		w.elem = nil
+	}
+	return !w.evicted
+}
+
+// evictOne cancels the oldest waiting handshake that is at least evictAge
+// old and whose peer's first message is not queued either; its settle
+// goroutine then resets the connection and frees its slot. Younger ones
+// are spared: a legitimate client's Init1 arrives right after TCP's
+// handshake, so to push one out an attacker would have to open
+// MaxHandshakes connections within evictAge, again and again.
+func (l *Listener) evictOne() {
+	now := time.Now()
+	l.hmu.Lock()
+	var w *hsWait
+	for e := l.waiting.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*hsWait)
+		if now.Sub(c.at) >= l.st.evictAge && !init1Queued(c.ep) {
+			w = c
+			break
+		}
+	}
+	if w == nil {
+		l.hmu.Unlock()
+		return
+	}
+	l.waiting.Remove(w.elem)
+	w.elem, w.evicted = nil, true
+	l.hmu.Unlock()
+	w.cancel(errEvicted)
+	l.st.counters.HandshakesEvicted.Add(1)
+	l.st.limits.hit(evHandshakeEvicted, "listener", l.addr.String(), "slots", cap(l.sem))
+}
+
+// waitingHandshakes returns how many handshakes wait for a first message.
+func (l *Listener) waitingHandshakes() int {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	return l.waiting.Len()
+}
+
 // settle runs ENO's outcome on one accepted connection and queues it for
-// Accept, or hands it to l.handle once the handshake slot is free again. It
-// exits when the connection is queued, handled or dropped.
-func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
+// Accept, or hands it to l.handle once the handshake slot is free again
+// (or taken over by a parked connection of the same source). It exits
+// when the connection is queued, handled or dropped.
+func (l *Listener) settle(w *hsWait) {
 	defer l.wg.Done()
-	c := l.settleConn(ep, wq)
+	c := l.settleConn(w)
+	l.endWait(w)
+	w.cancel(nil)
 	if c != nil && l.handle == nil {
 		l.queue(c) // holding the slot: Accept's backlog stays bounded
 	}
-	<-l.sem
+	if next := l.done(w.src); next != nil {
+		l.start(next) // our slot is its slot
+	} else {
+		<-l.sem
+	}
 	if c != nil && l.handle != nil {
 		l.handle(c)
 	}
@@ -267,13 +546,9 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 
 // settleConn runs ENO's outcome on one accepted connection: the settled
 // connection, or nil if it was dropped.
-func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
+func (l *Listener) settleConn(w *hsWait) *Conn {
 	s := l.st
-	info, _ := ep.Info().(*gvstack.TransportEndpointInfo)
-	var id gvstack.TransportEndpointID
-	if info != nil {
-		id = info.ID
-	}
+	ep, wq, id := w.ep, w.wq, w.id
 	c := &Conn{
 		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
@@ -306,11 +581,118 @@ func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
 	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
-	if err := s.secure(l.ctx, c, f, sess, nil); err != nil {
+	ctx, err := l.awaitPeer(w, c, f)
+	if err != nil {
+		s.abortConn(c, sess)
+		s.log.Debug("inbound connection reset before its key exchange", "conn", c.id.Remote, "err", err)
+		return nil
+	}
+	if err := s.secure(ctx, c, f, sess, nil); err != nil {
 		s.log.Debug("inbound connection dropped", "conn", c.id.Remote, "err", err)
 		return nil
 	}
 	return c
+}
+
+// awaitPeer runs the per-source limits of a passive handshake before its
+// key exchange, and returns the context the handshake runs under. A fresh
+// handshake waits, evictable, until the peer's whole Init1 is queued (by
+// w.deadline), then takes the TEP's cost from the source's budget.
+// Fallbacks and resumed sessions cost no key exchange and return at once;
+// secure settles them. On error nothing was sent and the caller resets the
+// connection.
+func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, error) {
+	s := l.st
+	timer := time.NewTimer(time.Until(w.deadline))
+	defer timer.Stop()
+	select {
+	case <-f.ready: // first: a connection parked past its deadline may be settled
+	default:
+		select {
+		case <-f.ready:
+		case <-w.ctx.Done():
+			return nil, context.Cause(w.ctx)
+		case <-timer.C:
+			// ENO settles with the segment that completed TCP's
+			// handshake; if it has not by now, reset rather than guess
+			// (never plain).
+			return nil, l.init1Timeout()
+		}
+	}
+	res, err := f.spec.neg.Result()
+	// A passive opener sends b = 1 and is always host B (RFC 8547 §4.2);
+	// only B receives Init1.
+	if err != nil || res.TEPByte&resumeBit != 0 || res.Role != eno.RoleB {
+		l.endWait(w)
+		return w.ctx, nil
+	}
+	if err := l.waitInit1(w, c.stream, timer); err != nil {
+		return nil, err
+	}
+	if !l.endWait(w) {
+		return nil, errEvicted
+	}
+	if !s.hs.spend(w.src, tepCost(kex.ID(res.TEP))) {
+		s.counters.HandshakeCPULimited.Add(1)
+		s.limits.hit(evHandshakeBudget, "source", w.src.String(), "tep", kex.ID(res.TEP).String(),
+			"budget_per_second", s.opts.HandshakeBudget)
+		return nil, errHandshakeBudget
+	}
+	return w.ctx, nil
+}
+
+func (l *Listener) init1Timeout() error {
+	l.st.counters.Init1Timeouts.Add(1)
+	l.st.limits.hit(evInit1Timeout, "listener", l.addr.String(), "timeout", l.st.opts.Init1Timeout)
+	return errInit1Timeout
+}
+
+// waitInit1 waits until the stream's receive queue holds the peer's whole
+// Init1 (or holds something the handshake will refuse at once), peeking
+// without consuming: the handshake then reads it without waiting, so the
+// slot is only held by a peer that is still sending. It fails when timer
+// fires or w is evicted or closed.
+func (l *Listener) waitInit1(w *hsWait, t *tcpStream, timer *time.Timer) error {
+	entry, ch := waiter.NewChannelEntry(waitReadEvents)
+	t.wq.EventRegister(&entry)
+	defer t.wq.EventUnregister(&entry)
+	for !init1Queued(t.ep) {
+		select {
+		case <-ch:
+		case <-w.ctx.Done():
+			return context.Cause(w.ctx)
+		case <-timer.C:
+			return l.init1Timeout()
+		}
+	}
+	return nil
+}
+
+// init1Queued reports whether ep's receive queue holds a whole Init1
+// message (RFC 8548 §4.3: magic, message_len, then the rest), or whether
+// waiting is pointless: the header is not Init1's or its length is out of
+// range (the handshake refuses it at once), or the peer can send no more.
+func init1Queued(ep tcpip.Endpoint) bool {
+	var hdr [8]byte
+	buf := tcpip.SliceWriter(hdr[:])
+	res, terr := ep.Read(&buf, tcpip.ReadOptions{Peek: true})
+	if terr != nil {
+		_, block := terr.(*tcpip.ErrWouldBlock)
+		return !block
+	}
+	open := tcp.EndpointState(ep.State()) == tcp.StateEstablished
+	if res.Count < len(hdr) {
+		return !open
+	}
+	if binary.BigEndian.Uint32(hdr[:4]) != tcpcrypt.Init1Magic {
+		return true
+	}
+	n := binary.BigEndian.Uint32(hdr[4:])
+	if n < uint32(len(hdr)) || n > tcpcrypt.MaxMessageLen {
+		return true
+	}
+	queued, terr := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	return terr != nil || queued >= int(n) || !open
 }
 
 // queue hands c to Accept, or resets it if the listener closes first.

@@ -79,8 +79,23 @@ type Options struct {
 	// HandshakeTimeout bounds a tcpcrypt handshake (default 10s).
 	HandshakeTimeout time.Duration
 	// MaxHandshakes bounds concurrent passive handshakes per listener
-	// (default 256).
+	// (default 256). When they are all taken, a new connection evicts the
+	// oldest one still waiting for its peer's first handshake message.
 	MaxHandshakes int
+	// HandshakesPerSource bounds the handshake slots of a listener one
+	// source (IPv4 address, IPv6 /64) holds (default
+	// DefaultHandshakesPerSource); its further connections wait for one
+	// of them to end.
+	HandshakesPerSource int
+	// Init1Timeout bounds the wait, from TCP's handshake, for the peer's
+	// first tcpcrypt message on a passive connection (default
+	// DefaultInit1Timeout); a connection that misses it is reset.
+	Init1Timeout time.Duration
+	// HandshakeBudget is the key-exchange CPU one source may make us spend
+	// on passive handshakes, in X25519 handshakes per second (burst: one
+	// second's worth; default DefaultHandshakeBudget). A handshake over
+	// budget is reset, never left plain.
+	HandshakeBudget float64
 
 	// OnConnDone, if set, is called once for every connection the forwarder
 	// or a service took into the table, right after it left the table: info
@@ -113,8 +128,18 @@ type Stack struct {
 	work     *workers   // goroutines for per-connection tasks
 	counters Counters
 	log      *slog.Logger
-	limits   *limitLog // limit events (floods, evictions, aborts), rate-limited
-	opts     Options
+	limits   *limitLog         // limit events (floods, evictions, aborts), rate-limited
+	hs       *handshakeLimiter // per-source key-exchange budget of passive handshakes
+	// evictAge: a passive handshake still waiting for its peer's first
+	// message may be evicted for a new connection once it is this old
+	// (a quarter of Init1Timeout), not before: a client's Init1 follows
+	// TCP's handshake at once, unless it was lost and is resent.
+	evictAge time.Duration
+	// parkPerSource bounds a listener's connections waiting for their
+	// source's share of handshake slots, per source (maxParkedPerSource;
+	// tests lower it).
+	parkPerSource int
+	opts          Options
 
 	table *Table
 	// unclaimed handles TCP segments no endpoint claims (the forwarder);
@@ -150,6 +175,9 @@ func New(o Options) (*Stack, error) {
 		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
 	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
+	s.hs = newHandshakeLimiter(o.HandshakeBudget, o.Now)
+	s.evictAge = o.Init1Timeout / 4
+	s.parkPerSource = maxParkedPerSource
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
@@ -208,6 +236,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = 256
+	}
+	if o.HandshakesPerSource <= 0 {
+		o.HandshakesPerSource = DefaultHandshakesPerSource
+	}
+	if o.Init1Timeout <= 0 {
+		o.Init1Timeout = DefaultInit1Timeout
+	}
+	if o.HandshakeBudget <= 0 {
+		o.HandshakeBudget = DefaultHandshakeBudget
 	}
 	if o.TCPCrypt == nil {
 		o.TCPCrypt = &tcpcrypt.Config{}

@@ -32,6 +32,7 @@ type collector struct {
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
 	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
 	rekeyFloods,
+	handshakeLimits,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 	resumeChains, resumeDrops *prometheus.Desc
 }
@@ -82,6 +83,11 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		rekeyFloods: d("rekey_floods_total",
 			"Relays reset because the tcpcrypt peer ran more key generations ahead of our rekey answers "+
 				"than RFC 8548 §3.8 lets an honest peer (a rekey flood; also counted in connections_aborted_total)."),
+		handshakeLimits: d("handshake_limit_events_total",
+			"Inbound connections reset before their key exchange by a handshake limit ([limits]), by event: "+
+				"evicted (all of a service's handshake slots taken; the oldest one waiting for Init1 made room), "+
+				"init1_timeout (no Init1 within limits.init1_timeout), source_busy (too many connections of one source "+
+				"waiting for its limits.handshakes_per_source slots), cpu_budget (limits.handshake_budget_per_source spent).", "event"),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
@@ -103,8 +109,11 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.noSACK, c.rekeyFloods, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
-		c.resumeChains, c.resumeDrops} {
+		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
+		c.resumeChains, c.resumeDrops,
+		c.rekeyFloods,
+		c.handshakeLimits,
+	} {
 		ch <- d
 	}
 }
@@ -168,6 +177,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.resumeDrops, sc.ResumeEvictedOwn.Load(), "evicted_own")
 	counter(c.resumeDrops, sc.ResumeEvictedOther.Load(), "evicted_other")
 	counter(c.rekeyFloods, sc.RekeyFloods.Load())
+	counter(c.handshakeLimits, sc.HandshakesEvicted.Load(), "evicted")
+	counter(c.handshakeLimits, sc.Init1Timeouts.Load(), "init1_timeout")
+	counter(c.handshakeLimits, sc.HandshakeSourceBusy.Load(), "source_busy")
+	counter(c.handshakeLimits, sc.HandshakeCPULimited.Load(), "cpu_budget")
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}

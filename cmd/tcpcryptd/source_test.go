@@ -168,6 +168,8 @@ func TestMetrics(t *testing.T) {
 	counters.ResumeChains.Store(12)
 	counters.ResumeEvictedOther.Add(8)
 	counters.RekeyFloods.Add(8)
+	counters.HandshakesEvicted.Add(12)
+	counters.HandshakeCPULimited.Add(13)
 	live := encryptedOutbound() // still relaying: its bytes count too
 	col.setSources(&metricSources{
 		counters: &counters,
@@ -195,6 +197,9 @@ func TestMetrics(t *testing.T) {
 		"tcpcryptd_resumption_cache_chains 12",
 		`tcpcryptd_resumption_cache_drops_total{reason="evicted_other"} 8`,
 		"tcpcryptd_rekey_floods_total 8",
+		`tcpcryptd_handshake_limit_events_total{event="evicted"} 12`,
+		`tcpcryptd_handshake_limit_events_total{event="cpu_budget"} 13`,
+		`tcpcryptd_handshake_limit_events_total{event="init1_timeout"} 0`,
 		`tcpcryptd_shim_segments_total{event="rewritten"} 11`,
 		"tcpcryptd_shim_flows 9",
 		// 2 ended encrypted (100 each) + 1 plain (5) + live (100).

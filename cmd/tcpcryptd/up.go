@@ -244,7 +244,7 @@ func (d *daemon) start() error {
 	// 5. Stack, which wraps the device's endpoint in the ENO shim and owns
 	// it from here on.
 	fwd := forwarding(cfg)
-	d.st, err = stack.New(stack.Options{
+	so := stack.Options{
 		Link:        d.ep,
 		Addresses:   stackAddresses(cfg),
 		Promiscuous: fwd,
@@ -253,7 +253,9 @@ func (d *daemon) start() error {
 		Logger:      log,
 		OnConnDone:  d.obs.done,
 		SACKMinRTT:  cfg.TCP.SACKMinRTT,
-	})
+	}
+	handshakeLimits(&so, cfg.Limits)
+	d.st, err = stack.New(so)
 	if err != nil {
 		return err
 	}

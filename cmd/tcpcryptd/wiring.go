@@ -84,6 +84,14 @@ func aeadByName(name string) (schedule.AEADID, bool) {
 	return 0, false
 }
 
+// handshakeLimits sets the stack's limits on passive handshakes from the
+// [limits] section.
+func handshakeLimits(o *stack.Options, l config.Limits) {
+	o.HandshakesPerSource = l.HandshakesPerSource
+	o.Init1Timeout = l.Init1Timeout
+	o.HandshakeBudget = float64(l.HandshakeBudgetPerSource)
+}
+
 // enoMode maps a configured policy to the ENO mode.
 func enoMode(m config.Mode) eno.Mode {
 	switch m {

@@ -11,6 +11,7 @@ import (
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
 	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
+	"github.com/tcpcryptd/tcpcryptd/stack"
 	"github.com/tcpcryptd/tcpcryptd/tun/netcfg"
 )
 
@@ -171,5 +172,19 @@ func TestJournalPath(t *testing.T) {
 	cfg.Control.Socket = "/run/x/ctl"
 	if got := journalPath(cfg); got != "/run/x/ctl.journal" {
 		t.Fatal(got)
+	}
+}
+
+func TestHandshakeLimits(t *testing.T) {
+	cfg := mustParse(t, `
+[limits]
+handshakes_per_source = 5
+init1_timeout = "750ms"
+handshake_budget_per_source = 90
+`)
+	var o stack.Options
+	handshakeLimits(&o, cfg.Limits)
+	if o.HandshakesPerSource != 5 || o.Init1Timeout != 750*time.Millisecond || o.HandshakeBudget != 90 {
+		t.Errorf("stack options = %d, %v, %v", o.HandshakesPerSource, o.Init1Timeout, o.HandshakeBudget)
 	}
 }
