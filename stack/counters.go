@@ -46,6 +46,12 @@ type Counters struct {
 	RequiredRefusals atomic.Uint64 // connections reset because policy required ENO
 	ForwardLoops     atomic.Uint64 // forwarded SYNs from our own egress address (a routing loop), refused
 	NoSACK           atomic.Uint64 // connections with a near peer opened without SACK (Options.SACKMinRTT)
+
+	// Relay limits and checks (RelayOptions).
+	RelayLimitTotal  atomic.Uint64 // connections reset: a direction's relays at MaxOutbound/MaxInbound
+	RelayLimitSource atomic.Uint64 // connections reset: their source's relays at MaxPerSource
+	PeerTimeouts     atomic.Uint64 // relays reset because a peer stopped answering (keepalive or retransmission timeout)
+	BackendLoops     atomic.Uint64 // backend dials refused: the address is routed into the device
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -92,6 +98,10 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"required-refusals": c.RequiredRefusals.Load(),
 		"forward-loops":     c.ForwardLoops.Load(),
 	}
+	m["relay-limit-total"] = c.RelayLimitTotal.Load()
+	m["relay-limit-source"] = c.RelayLimitSource.Load()
+	m["peer-timeouts"] = c.PeerTimeouts.Load()
+	m["backend-loops"] = c.BackendLoops.Load()
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {
 			m["fallback-"+eno.Reason(i).String()] = v

@@ -100,6 +100,9 @@ type Options struct {
 	// loss probes, which misfire on such paths (peerrtt.go). 0: SACK with
 	// every peer.
 	SACKMinRTT time.Duration
+	// Relays bounds relayed connections, keeps their peers' legs alive
+	// and names the addresses routed into the device (relaylimit.go).
+	Relays RelayOptions
 }
 
 // Stack is a gVisor netstack with the ENO shim on its NIC.
@@ -114,6 +117,7 @@ type Stack struct {
 	counters Counters
 	log      *slog.Logger
 	limits   *limitLog // limit events (floods, evictions, aborts), rate-limited
+	relays   *relayLimiter
 	opts     Options
 
 	table *Table
@@ -150,6 +154,7 @@ func New(o Options) (*Stack, error) {
 		work:      newWorkers(workerIdle, maxIdleWorker),
 	}
 	s.limits = newLimitLog(s.log, limitLogInterval, o.Now)
+	s.relays = newRelayLimiter(o.Relays)
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
@@ -181,6 +186,7 @@ func (o Options) withDefaults() Options {
 	if o.NICID == 0 {
 		o.NICID = DefaultNICID
 	}
+	o.Relays = o.Relays.withDefaults()
 	if o.MaxFlows <= 0 {
 		o.MaxFlows = DefaultMaxFlows
 	}
