@@ -53,6 +53,7 @@ type Config struct {
 	Log      Log
 	Runtime  Runtime
 	TCP      TCP
+	Limits   Limits
 }
 
 // Device describes the TUN device and its addresses.
@@ -136,6 +137,23 @@ type TCP struct {
 	// run without SACK, so without gVisor's tail loss probes, which misfire
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
+	// Keepalive probes the remote peer of every relayed connection once
+	// its leg has been idle for KeepaliveIdle, every KeepaliveInterval;
+	// after KeepaliveCount unanswered probes both legs are reset.
+	Keepalive         bool
+	KeepaliveIdle     time.Duration
+	KeepaliveInterval time.Duration
+	KeepaliveCount    int
+}
+
+// Limits bounds what remote peers can make the daemon hold.
+type Limits struct {
+	// Relayed connections at once: of the forwarder, of all services
+	// together, and of one source address (IPv6: one /64) in each
+	// direction. Over a limit a connection is reset.
+	RelaysOutbound  int
+	RelaysInbound   int
+	RelaysPerSource int
 }
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is

@@ -31,6 +31,7 @@ type collector struct {
 
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
 	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
+	relayRefusals, peerTimeouts, backendLoops,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 }
 
@@ -77,6 +78,13 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		noSACK: d("no_sack_connections_total",
 			"Connection attempts (SYNs sent, or received by a service) this daemon left without SACK "+
 				"because the peer was measured nearer than tcp.sack_min_rtt."),
+		relayRefusals: d("relay_refusals_total",
+			"New connections reset because relays were at a limit: limit=total (limits.relays_outbound/inbound) "+
+				"or per_source (limits.relays_per_source).", "limit"),
+		peerTimeouts: d("peer_timeouts_total",
+			"Relays reset on both legs because a peer stopped answering (TCP keepalive or retransmission timeout)."),
+		backendLoops: d("backend_loops_total",
+			"Service backend dials refused because the address is routed into the device (the dial would loop back)."),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
@@ -92,7 +100,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
+		c.loops, c.noSACK, c.relayRefusals, c.peerTimeouts, c.backendLoops, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
 		ch <- d
 	}
 }
@@ -151,6 +159,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.enabled, sc.Enabled.Load())
 	counter(c.loops, sc.ForwardLoops.Load())
 	counter(c.noSACK, sc.NoSACK.Load())
+	counter(c.relayRefusals, sc.RelayLimitTotal.Load(), "total")
+	counter(c.relayRefusals, sc.RelayLimitSource.Load(), "per_source")
+	counter(c.peerTimeouts, sc.PeerTimeouts.Load())
+	counter(c.backendLoops, sc.BackendLoops.Load())
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}
