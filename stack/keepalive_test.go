@@ -336,6 +336,7 @@ func TestRelaySourcePrefix(t *testing.T) {
 func TestCheckBackend(t *testing.T) {
 	routed := netip.MustParsePrefix("192.0.2.0/24")
 	p := newPair(t, pairOpts{b: func(o *Options) {
+		o.Promiscuous, o.Spoofing = true, true // as with the forwarder on
 		o.Relays.RoutedIn = func(a netip.Addr) string {
 			if routed.Contains(a) {
 				return "outbound.include[0]"

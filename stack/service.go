@@ -39,9 +39,14 @@ func (e *BackendLoopError) Error() string {
 func (s *Stack) CheckBackend(ap netip.AddrPort) error {
 	a := ap.Addr().Unmap()
 	why := ""
-	if a.IsValid() && !a.IsUnspecified() && s.gv.CheckLocalAddress(0, protoOf(a), addrFrom(a)) != 0 {
-		why = "an address of the stack"
-	} else if f := s.opts.Relays.RoutedIn; f != nil && a.IsValid() {
+	// The NIC's configured addresses, not gVisor's CheckLocalAddress,
+	// which with spoofing on (the forwarder) says yes to every address.
+	for _, p := range s.opts.Addresses {
+		if p.Addr().Unmap() == a {
+			why = "an address of the stack"
+		}
+	}
+	if f := s.opts.Relays.RoutedIn; why == "" && f != nil && a.IsValid() {
 		why = f(a)
 	}
 	if why == "" {
