@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -362,5 +363,26 @@ func TestCheckBackend(t *testing.T) {
 	}
 	if n := p.b.Counters().BackendLoops.Load(); n != 3 {
 		t.Errorf("BackendLoops = %d, want 3", n)
+	}
+}
+
+// IsPeerTimeout names only a leg's timeout (keepalive or retransmissions),
+// not a reset, a clean end or a read deadline.
+func TestIsPeerTimeout(t *testing.T) {
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: errors.New(timeoutText)}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&RelayError{Dir: "outer->inner", Err: timedOut}, true},
+		{&RelayError{Dir: "outer->inner", Err: fmt.Errorf("copy: %w", timedOut)}, true},
+		{timedOut, false}, // not a relay's end
+		{&RelayError{Dir: "outer->inner", Err: &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}}, false},
+		{&RelayError{Dir: "outer->inner", Err: os.ErrDeadlineExceeded}, false},
+		{nil, false},
+	} {
+		if got := IsPeerTimeout(c.err); got != c.want {
+			t.Errorf("IsPeerTimeout(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -51,7 +51,7 @@ func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.
 	return newTrioWith(t, serverENO, Options{}, fo, hookSF)
 }
 
-// newTrioWith is newTrio with F's stack options fo (Link, Logger,
+// newTrioWith is newTrio with F's stack options of (Link, Logger,
 // Addresses, Promiscuous and Spoofing are set here).
 func newTrioWith(t *testing.T, serverENO bool, of Options, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
 	t.Helper()
