@@ -137,6 +137,13 @@ type TCP struct {
 	// run without SACK, so without gVisor's tail loss probes, which misfire
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
+	// Keepalive probes the remote peer of every relayed connection once
+	// its leg has been idle for KeepaliveIdle, every KeepaliveInterval;
+	// after KeepaliveCount unanswered probes both legs are reset.
+	Keepalive         bool
+	KeepaliveIdle     time.Duration
+	KeepaliveInterval time.Duration
+	KeepaliveCount    int
 }
 
 // Limits bound what hostile peers can make the daemon hold or compute.
@@ -157,6 +164,13 @@ type Limits struct {
 	HandshakesPerSource      int
 	Init1Timeout             time.Duration
 	HandshakeBudgetPerSource int
+
+	// Relayed connections at once: of the forwarder, of all services
+	// together, and of one source address (IPv6: one /64) in each
+	// direction. Over a limit a connection is reset.
+	RelaysOutbound  int
+	RelaysInbound   int
+	RelaysPerSource int
 }
 
 // maxResumptionLookAhead bounds limits.resumption_lookahead (the work one

@@ -70,7 +70,11 @@ type file struct {
 		CPUs int `toml:"cpus"`
 	} `toml:"runtime"`
 	TCP struct {
-		SACKMinRTT string `toml:"sack_min_rtt"`
+		SACKMinRTT        string `toml:"sack_min_rtt"`
+		Keepalive         bool   `toml:"keepalive"`
+		KeepaliveIdle     string `toml:"keepalive_idle"`
+		KeepaliveInterval string `toml:"keepalive_interval"`
+		KeepaliveCount    int    `toml:"keepalive_count"`
 	} `toml:"tcp"`
 	Limits struct {
 		ResumptionLookAhead   int `toml:"resumption_lookahead"`
@@ -79,6 +83,9 @@ type file struct {
 		HandshakesPerSource      int    `toml:"handshakes_per_source"`
 		Init1Timeout             string `toml:"init1_timeout"`
 		HandshakeBudgetPerSource int    `toml:"handshake_budget_per_source"`
+		RelaysOutbound           int    `toml:"relays_outbound"`
+		RelaysInbound            int    `toml:"relays_inbound"`
+		RelaysPerSource          int    `toml:"relays_per_source"`
 	} `toml:"limits"`
 }
 
@@ -206,10 +213,7 @@ func (f *file) validate(name string) (*Config, error) {
 	}
 
 	for i, s := range f.Service {
-		key := fmt.Sprintf("service[%d]", i)
-		if s.Name != "" {
-			key = fmt.Sprintf("service %q", s.Name)
-		}
+		key := serviceKey(i, s.Name)
 		svc := Service{Name: s.Name, Backend: s.Backend, ProxyProtocol: s.ProxyProtocol}
 		ap, err := netip.ParseAddrPort(s.Listen)
 		if err != nil || ap.Port() == 0 {
@@ -323,10 +327,118 @@ func (f *file) validate(name string) (*Config, error) {
 	}
 	c.Limits.HandshakeBudgetPerSource = lm.HandshakeBudgetPerSource
 
+	t := &f.TCP
+	c.TCP.Keepalive = t.Keepalive
+	c.TCP.KeepaliveIdle = v.durationIn("tcp.keepalive_idle", t.KeepaliveIdle, time.Second, 2*time.Hour)
+	c.TCP.KeepaliveInterval = v.durationIn("tcp.keepalive_interval", t.KeepaliveInterval, time.Second, 10*time.Minute)
+	if t.KeepaliveCount < 1 || t.KeepaliveCount > 100 {
+		v.fail("tcp.keepalive_count", "%d is out of range; use 1-100 unanswered probes", t.KeepaliveCount)
+	}
+	c.TCP.KeepaliveCount = t.KeepaliveCount
+
+	c.Limits.RelaysOutbound, c.Limits.RelaysInbound, c.Limits.RelaysPerSource = lim.RelaysOutbound, lim.RelaysInbound, lim.RelaysPerSource
+	for _, k := range []struct {
+		key string
+		n   int
+	}{{"limits.relays_outbound", lim.RelaysOutbound}, {"limits.relays_inbound", lim.RelaysInbound}, {"limits.relays_per_source", lim.RelaysPerSource}} {
+		if k.n < 1 || k.n > maxRelays {
+			v.fail(k.key, "%d is out of range; use 1-%d connections", k.n, maxRelays)
+		}
+	}
+
+	// A backend routed into the device is a loop (see RoutedIntoDevice);
+	// checked once every address above is known.
+	for i, s := range f.Service {
+		if v.err != nil {
+			break
+		}
+		host, _, err := net.SplitHostPort(s.Backend)
+		if err != nil {
+			continue
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			continue // a name: the daemon checks what it resolves to before each dial
+		}
+		if why := c.RoutedIntoDevice(a.WithZone("")); why != "" {
+			fix := "point backend at the server's own address, such as 127.0.0.1:8080"
+			if strings.HasPrefix(why, "outbound.include") {
+				fix = "add the backend's address to outbound.exclude, or " + fix
+			}
+			v.fail(serviceKey(i, s.Name)+".backend", "%q is routed into the device (%s): the daemon's dial to it would come back to the daemon and chain connections until file descriptors run out; %s", s.Backend, why, fix)
+		}
+	}
+
 	if v.err != nil {
 		return nil, v.err
 	}
 	return c, nil
+}
+
+// maxRelays bounds the limits.relays_* keys (a relay holds two TCP
+// endpoints and, inbound, a file descriptor).
+const maxRelays = 1 << 20
+
+// serviceKey names service i in messages: by name when it has one.
+func serviceKey(i int, name string) string {
+	if name != "" {
+		return fmt.Sprintf("service %q", name)
+	}
+	return fmt.Sprintf("service[%d]", i)
+}
+
+// RoutedIntoDevice says whether the host routes connections to a into the
+// device, and by which key ("" if not): a service's listen address (any
+// port), the stack's address, the rest of the device's prefix (except the
+// kernel's own address there), or an outbound.include prefix that no
+// outbound.exclude prefix takes back. Loopback addresses never are: the
+// kernel delivers them locally before any route applies. A service backend
+// there would be dialed back into the daemon.
+func (c *Config) RoutedIntoDevice(a netip.Addr) string {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsLoopback() || a.IsUnspecified() {
+		return ""
+	}
+	for i, s := range c.Services {
+		if s.Listen.Addr().Unmap() == a {
+			return serviceKey(i, s.Name) + ".listen"
+		}
+	}
+	d := c.Device
+	switch a {
+	case d.StackIPv4:
+		return "device.stack_ipv4"
+	case d.StackIPv6:
+		return "device.stack_ipv6"
+	}
+	for _, k := range []struct {
+		key string
+		p   netip.Prefix
+	}{{"device.kernel_ipv4", d.KernelIPv4}, {"device.kernel_ipv6", d.KernelIPv6}} {
+		if k.p.IsValid() && a != k.p.Addr() && k.p.Masked().Contains(a) {
+			return k.key
+		}
+	}
+	for _, p := range c.Outbound.Exclude {
+		if p.Contains(a) {
+			return ""
+		}
+	}
+	for i, p := range c.Outbound.Include {
+		if p.Contains(a) {
+			return fmt.Sprintf("outbound.include[%d]", i)
+		}
+	}
+	return ""
+}
+
+// durationIn parses a duration and checks it lies in [lo, hi].
+func (v *validator) durationIn(key, s string, lo, hi time.Duration) time.Duration {
+	d := v.duration(key, s)
+	if v.err == nil && (d < lo || d > hi) {
+		v.fail(key, "%s is out of range; use %s to %s", d, lo, hi)
+	}
+	return d
 }
 
 // hostPrefix parses an address with its prefix length, e.g. "10.0.0.1/24".

@@ -61,6 +61,11 @@ type Counters struct {
 	Init1Timeouts       atomic.Uint64 // no first message within Options.Init1Timeout
 	HandshakeSourceBusy atomic.Uint64 // too many connections of one source waiting for its HandshakesPerSource slots
 	HandshakeCPULimited atomic.Uint64 // source's key-exchange budget (Options.HandshakeBudget) spent
+	// Relay limits and checks (RelayOptions).
+	RelayLimitTotal  atomic.Uint64 // connections reset: a direction's relays at MaxOutbound/MaxInbound
+	RelayLimitSource atomic.Uint64 // connections reset: their source's relays at MaxPerSource
+	PeerTimeouts     atomic.Uint64 // relays reset because a peer stopped answering (keepalive or retransmission timeout)
+	BackendLoops     atomic.Uint64 // backend dials refused: the address is routed into the device
 }
 
 func (c *Counters) fallback(r eno.Reason) {
@@ -117,6 +122,10 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"handshake-source-busy": c.HandshakeSourceBusy.Load(),
 		"handshake-cpu-limited": c.HandshakeCPULimited.Load(),
 	}
+	m["relay-limit-total"] = c.RelayLimitTotal.Load()
+	m["relay-limit-source"] = c.RelayLimitSource.Load()
+	m["peer-timeouts"] = c.PeerTimeouts.Load()
+	m["backend-loops"] = c.BackendLoops.Load()
 	for i := range c.Fallbacks {
 		if v := c.Fallbacks[i].Load(); v != 0 {
 			m["fallback-"+eno.Reason(i).String()] = v

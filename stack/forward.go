@@ -211,6 +211,20 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 		r.Complete(true)
 		return fmt.Errorf("SYN from our own egress address %v to %v: routing loop, no route to %v outside the device", client, dst, dst.Addr())
 	}
+	// A relay slot before anything is spent on the connection; over the
+	// limit the application's SYN is refused (RST), as a host at its
+	// connection limit would.
+	release, err := s.acquireRelay(Outbound, client.Addr())
+	if err != nil {
+		r.Complete(true)
+		return fmt.Errorf("SYN from %v to %v refused: %w", client, dst, err)
+	}
+	relaying := false
+	defer func() {
+		if !relaying {
+			release()
+		}
+	}()
 	e := s.table.add(Outbound, Tuple{Local: dst, Remote: client}, Tuple{Remote: dst}, time.Now())
 
 	src := f.opts.Egress4
@@ -329,12 +343,20 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	inner.Conn = inner.stream
 	inner.stream.noTimeWait = true // see tcpStream.dropTimeWait
 	inner.id = flowID{Local: dst.String(), Remote: client.String()}
+	// Keepalive on both legs: the outer one to notice a peer gone, the
+	// inner one a client host gone (routed mode); the relay then resets
+	// both.
+	s.setKeepalive(outer)
+	s.setKeepalive(inner)
 	// The relay outlives this handler goroutine (see startRelay); it
 	// keeps the forwarder's WaitGroup until it ends. Adding while this
 	// handler holds a count is safe against a concurrent Close's Wait.
 	f.wg.Add(1)
+	relaying = true // the relay gives the slot back
 	s.startRelay(f.ctx, e, inner, outer, func(err error) {
+		release()
 		if err != nil {
+			s.relayEnded(Outbound, outer.String(), err)
 			s.log.Debug("outbound relay ended", "conn", outer.String(), "err", err)
 		}
 		f.wg.Done()

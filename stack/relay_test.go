@@ -48,6 +48,13 @@ var (
 
 func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
 	t.Helper()
+	return newTrioWith(t, serverENO, Options{}, fo, hookSF)
+}
+
+// newTrioWith is newTrio with F's stack options of (Link, Logger,
+// Addresses, Promiscuous and Spoofing are set here).
+func newTrioWith(t *testing.T, serverENO bool, of Options, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
+	t.Helper()
 	before := runtime.NumGoroutine()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mk := func(name string, o Options, addrs ...netip.Prefix) (*Stack, *channel.Endpoint) {
@@ -62,7 +69,8 @@ func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.
 	tr := &trio{capFS: wiretest.NewCapture(0), capSF: wiretest.NewCapture(0)}
 	var ec, ef, es *channel.Endpoint
 	tr.c, ec = mk("c", Options{NoENO: true}, netip.MustParsePrefix("10.1.0.1/24"), netip.MustParsePrefix("fd01::1/64"))
-	tr.f, ef = mk("f", Options{Promiscuous: true, Spoofing: true}, netip.MustParsePrefix("10.3.0.1/24"), netip.MustParsePrefix("fd03::1/64"))
+	of.Promiscuous, of.Spoofing = true, true
+	tr.f, ef = mk("f", of, netip.MustParsePrefix("10.3.0.1/24"), netip.MustParsePrefix("fd03::1/64"))
 	tr.s, es = mk("s", Options{NoENO: !serverENO}, netip.MustParsePrefix("10.2.0.2/24"), netip.MustParsePrefix("fd02::2/64"))
 	h := wiretest.New(wiretest.Options{Logf: t.Logf})
 	tr.hub = h

@@ -115,6 +115,9 @@ type Options struct {
 	// loss probes, which misfire on such paths (peerrtt.go). 0: SACK with
 	// every peer.
 	SACKMinRTT time.Duration
+	// Relays bounds relayed connections, keeps their peers' legs alive
+	// and names the addresses routed into the device (relaylimit.go).
+	Relays RelayOptions
 }
 
 // Stack is a gVisor netstack with the ENO shim on its NIC.
@@ -139,6 +142,7 @@ type Stack struct {
 	// source's share of handshake slots, per source (maxParkedPerSource;
 	// tests lower it).
 	parkPerSource int
+	relays        *relayLimiter // relayed connections, in total and per source
 	opts          Options
 
 	table *Table
@@ -178,6 +182,7 @@ func New(o Options) (*Stack, error) {
 	s.hs = newHandshakeLimiter(o.HandshakeBudget, o.Now)
 	s.evictAge = o.Init1Timeout / 4
 	s.parkPerSource = maxParkedPerSource
+	s.relays = newRelayLimiter(o.Relays)
 	s.gv = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol},
@@ -213,6 +218,7 @@ func (o Options) withDefaults() Options {
 	if o.NICID == 0 {
 		o.NICID = DefaultNICID
 	}
+	o.Relays = o.Relays.withDefaults()
 	if o.MaxFlows <= 0 {
 		o.MaxFlows = DefaultMaxFlows
 	}

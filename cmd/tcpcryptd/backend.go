@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/config"
@@ -17,9 +18,23 @@ import (
 // header (package proxyproto) written before any relayed byte: TCP from
 // the client's address and port to the service's, plus the session ID in
 // a proxyproto.TypeSessionID (0xE7) TLV when the connection is encrypted.
-func backendDialer(svc config.Service) stack.BackendDialer {
+//
+// check (stack.Stack.CheckBackend) sees every address the backend's name
+// resolves to before the socket connects to it, and refuses one routed
+// into the device: that connection would come back to the daemon, to this
+// service, whose next dial would do the same. Validation refuses such an
+// address literal; a name is only known at dial time.
+func backendDialer(svc config.Service, check func(netip.AddrPort) error) stack.BackendDialer {
 	return func(ctx context.Context, c *stack.Conn) (net.Conn, error) {
-		var d net.Dialer
+		d := net.Dialer{ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				// The dialer hands over the resolved IP:port; refuse
+				// what cannot be checked.
+				return fmt.Errorf("backend address %q: %w", address, err)
+			}
+			return check(ap)
+		}}
 		bc, err := d.DialContext(ctx, "tcp", svc.Backend)
 		if err != nil {
 			return nil, err

@@ -111,7 +111,7 @@ func TestBackendProxyHeader(t *testing.T) {
 				svcAddr = netip.MustParseAddrPort("[fd00::2]:443")
 			}
 			svc := config.Service{Name: "web", Listen: svcAddr, Backend: backend, ProxyProtocol: tc.proxy, Policy: config.ModeOpportunistic}
-			sv, err := server.Serve(svcAddr.Addr(), svcAddr.Port(), servicePolicy(svc), backendDialer(svc), 0)
+			sv, err := server.Serve(svcAddr.Addr(), svcAddr.Port(), servicePolicy(svc), backendDialer(svc, server.CheckBackend), 0)
 			if err != nil {
 				t.Fatal(err)
 			}

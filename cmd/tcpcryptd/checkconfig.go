@@ -82,6 +82,12 @@ func printSummary(w io.Writer, cfg *config.Config, from string) {
 			cfg.Limits.ResumptionLookAhead, cfg.Limits.ResumptionPrefixShare)
 	}
 	fmt.Fprintf(w, "crypto    TEPs %s, AEADs %s, resumption %s\n", strings.Join(cr.TEPs, " "), strings.Join(cr.AEADs, " "), res)
+	ka := "keepalive off"
+	if t := cfg.TCP; t.Keepalive {
+		ka = fmt.Sprintf("keepalive after %s idle, %d probes %s apart", t.KeepaliveIdle, t.KeepaliveCount, t.KeepaliveInterval)
+	}
+	l := cfg.Limits
+	fmt.Fprintf(w, "relays    at most %d outbound, %d inbound, %d per source; %s\n", l.RelaysOutbound, l.RelaysInbound, l.RelaysPerSource, ka)
 	fmt.Fprintf(w, "control   %s (mode %04o)\n", cfg.Control.Socket, cfg.Control.Mode)
 	if cfg.Metrics.Listen != "" {
 		fmt.Fprintf(w, "metrics   %s\n", cfg.Metrics.Listen)

@@ -71,6 +71,8 @@ func classify(ci stack.ConnInfo, err error) (outcome, reason, abortCause string)
 			abortCause = "auth"
 		case errors.Is(err, tcpcrypt.ErrTruncated):
 			abortCause = "truncated"
+		case stack.IsPeerTimeout(err):
+			abortCause = "timeout"
 		case errors.Is(err, tcpcrypt.ErrAborted):
 			abortCause = "reset"
 		default:

@@ -33,6 +33,7 @@ type collector struct {
 	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
 	rekeyFloods,
 	handshakeLimits,
+	relayRefusals, peerTimeouts, backendLoops,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 	resumeChains, resumeDrops *prometheus.Desc
 }
@@ -88,6 +89,13 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 				"evicted (all of a service's handshake slots taken; the oldest one waiting for Init1 made room), "+
 				"init1_timeout (no Init1 within limits.init1_timeout), source_busy (too many connections of one source "+
 				"waiting for its limits.handshakes_per_source slots), cpu_budget (limits.handshake_budget_per_source spent).", "event"),
+		relayRefusals: d("relay_refusals_total",
+			"New connections reset because relays were at a limit: limit=total (limits.relays_outbound/inbound) "+
+				"or per_source (limits.relays_per_source).", "limit"),
+		peerTimeouts: d("peer_timeouts_total",
+			"Relays reset on both legs because a peer stopped answering (TCP keepalive or retransmission timeout)."),
+		backendLoops: d("backend_loops_total",
+			"Service backend dials refused because the address is routed into the device (the dial would loop back)."),
 		linkPackets: d("link_packets_total", "Packets through the TUN device (a GSO super-packet counts once).", "direction"),
 		linkBytes:   d("link_bytes_total", "IP bytes through the TUN device.", "direction"),
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
@@ -113,6 +121,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.resumeChains, c.resumeDrops,
 		c.rekeyFloods,
 		c.handshakeLimits,
+		c.relayRefusals, c.peerTimeouts, c.backendLoops,
 	} {
 		ch <- d
 	}
@@ -181,6 +190,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakeLimits, sc.Init1Timeouts.Load(), "init1_timeout")
 	counter(c.handshakeLimits, sc.HandshakeSourceBusy.Load(), "source_busy")
 	counter(c.handshakeLimits, sc.HandshakeCPULimited.Load(), "cpu_budget")
+	counter(c.relayRefusals, sc.RelayLimitTotal.Load(), "total")
+	counter(c.relayRefusals, sc.RelayLimitSource.Load(), "per_source")
+	counter(c.peerTimeouts, sc.PeerTimeouts.Load())
+	counter(c.backendLoops, sc.BackendLoops.Load())
 	for r := eno.ReasonNone + 1; r <= eno.ReasonConfig; r++ {
 		counter(c.fallbacks, sc.Fallback(r), r.String())
 	}

@@ -253,6 +253,7 @@ func (d *daemon) start() error {
 		Logger:      log,
 		OnConnDone:  d.obs.done,
 		SACKMinRTT:  cfg.TCP.SACKMinRTT,
+		Relays:      relayOptions(cfg),
 	}
 	handshakeLimits(&so, cfg.Limits)
 	d.st, err = stack.New(so)
@@ -285,7 +286,7 @@ func (d *daemon) start() error {
 
 	// 7. Services.
 	for _, svc := range cfg.Services {
-		sv, err := d.st.Serve(svc.Listen.Addr(), svc.Listen.Port(), servicePolicy(svc), backendDialer(svc), 0)
+		sv, err := d.st.Serve(svc.Listen.Addr(), svc.Listen.Port(), servicePolicy(svc), backendDialer(svc, d.st.CheckBackend), 0)
 		if err != nil {
 			return fmt.Errorf("service %q on %v: %w", svc.Name, svc.Listen, err)
 		}

@@ -175,3 +175,22 @@ func stackAddresses(cfg *config.Config) []netip.Prefix {
 // forwarding reports whether the outbound forwarder runs: only when some
 // destinations are routed into the device.
 func forwarding(cfg *config.Config) bool { return len(cfg.Outbound.Include) > 0 }
+
+// relayOptions translates [tcp] keepalive and [limits] relays_* into the
+// stack's relay options; the backend loop check uses the configuration's
+// own idea of what is routed into the device, as validation does.
+func relayOptions(cfg *config.Config) stack.RelayOptions {
+	t, l := cfg.TCP, cfg.Limits
+	return stack.RelayOptions{
+		MaxOutbound:  l.RelaysOutbound,
+		MaxInbound:   l.RelaysInbound,
+		MaxPerSource: l.RelaysPerSource,
+		Keepalive: stack.Keepalive{
+			Off:      !t.Keepalive,
+			Idle:     t.KeepaliveIdle,
+			Interval: t.KeepaliveInterval,
+			Count:    t.KeepaliveCount,
+		},
+		RoutedIn: cfg.RoutedIntoDevice,
+	}
+}
