@@ -56,19 +56,19 @@ func TestENO18_EarlyDataGSO(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		for _, sack := range []bool{true, false} {
 			name := fmt.Sprintf("v6=%v/sack=%v", v6, sack)
-			t.Run(name, func(t *testing.T) { earlyDataGSO(t, v6, sack, false, 1) })
+			t.Run(name, func(t *testing.T) { earlyDataGSO(t, v6, sack, false, false) })
 		}
 	}
 	// B announces an MSS above what A's MTU carries (a jumbo-frame peer):
 	// gVisor's segments are then sized by A's MTU, and the shim's clamp of
 	// the peer's MSS must take A's MTU as its ceiling to leave room.
 	for _, v6 := range []bool{false, true} {
-		t.Run(fmt.Sprintf("v6=%v/sack=false/peer-mss=8960", v6), func(t *testing.T) { earlyDataGSO(t, v6, false, true, 1) })
+		t.Run(fmt.Sprintf("v6=%v/sack=false/peer-mss=8960", v6), func(t *testing.T) { earlyDataGSO(t, v6, false, true, false) })
 	}
 	// The third segment and the whole first flight are lost: what reaches
 	// B first is a retransmission, which must carry ENO too.
 	for _, sack := range []bool{true, false} {
-		t.Run(fmt.Sprintf("v6=false/sack=%v/first-flight-lost", sack), func(t *testing.T) { earlyDataGSO(t, false, sack, false, 11) })
+		t.Run(fmt.Sprintf("v6=false/sack=%v/first-flight-lost", sack), func(t *testing.T) { earlyDataGSO(t, false, sack, false, true) })
 	}
 }
 
@@ -87,25 +87,44 @@ func jumboMSS(pk *wiretest.Packet) wiretest.Verdict {
 	return wiretest.Verdict{}
 }
 
-// earlyDataGSO runs the case; lost is how many of A's first non-SYN
-// segments the wire drops (1: the third segment only).
-func earlyDataGSO(t *testing.T, v6, sack, bigMSS bool, lost int32) {
+// earlyDataGSO runs the case: B announces MSS 8960 with bigMSS, and with
+// loseFlight A's first data segments are lost until it retransmits.
+func earlyDataGSO(t *testing.T, v6, sack, bigMSS, loseFlight bool) {
 	var ha, hb resumingHost
 	var armed atomic.Bool
 	var dropped atomic.Int32
 	var w wireLog
+	var seenSeq map[uint32]bool // hook state: the hook runs on one goroutine
+	var flightDone bool
 	dropThird := func(pk *wiretest.Packet) wiretest.Verdict {
-		// Drop A's third segment (its first pure ACK), and the lost-1
-		// non-SYN segments after it, once armed.
+		// Once armed, drop A's third segment (its first pure ACK) and,
+		// with loseFlight, every data segment of A until one repeats an
+		// earlier sequence number: B's first non-SYN segment from A is
+		// then a retransmission.
 		s, ok := wiretest.ParseTCP(pk.Data)
-		if !ok || !armed.Load() || s.SYN() {
+		if !ok || !armed.Load() || s.SYN() || s.Dst.Port() != 121 {
 			return wiretest.Verdict{}
 		}
-		if n := dropped.Load(); n == 0 && len(s.Payload) == 0 || n > 0 && n < lost {
-			dropped.Add(1)
-			return wiretest.Verdict{Drop: true}
+		if dropped.Load() == 0 {
+			if len(s.Payload) == 0 {
+				dropped.Add(1)
+				return wiretest.Verdict{Drop: true}
+			}
+			return wiretest.Verdict{}
 		}
-		return wiretest.Verdict{}
+		if !loseFlight || flightDone || len(s.Payload) == 0 {
+			return wiretest.Verdict{}
+		}
+		if seenSeq[s.Seq] {
+			flightDone = true
+			return wiretest.Verdict{}
+		}
+		if seenSeq == nil {
+			seenSeq = map[uint32]bool{}
+		}
+		seenSeq[s.Seq] = true
+		dropped.Add(1)
+		return wiretest.Verdict{Drop: true}
 	}
 	var stripAB, stripBA wiretest.Hook
 	if !sack {
@@ -178,6 +197,9 @@ func earlyDataGSO(t *testing.T, v6, sack, bigMSS bool, lost int32) {
 	var data, plain, resent int
 	seen := map[uint32]bool{}
 	for _, s := range w.all()[start:] {
+		if s.fromA && s.Dst.Port() != 121 || !s.fromA && s.Src.Port() != 121 {
+			continue // the priming connection's last segments
+		}
 		if !s.fromA && !s.SYN() {
 			break
 		}
@@ -202,7 +224,7 @@ func earlyDataGSO(t *testing.T, v6, sack, bigMSS bool, lost int32) {
 	if data == 0 {
 		t.Fatal("A sent no data before B's first non-SYN segment: the case is not exercised")
 	}
-	if lost > 1 && resent == 0 {
+	if loseFlight && resent == 0 {
 		t.Fatal("A retransmitted nothing before B's first non-SYN segment: the case is not exercised")
 	}
 	t.Logf("%d data segments of A before B's first non-SYN segment (%d retransmitted), %d without ENO", data, resent, plain)
