@@ -295,6 +295,13 @@ func splitSegment(pkt []byte, s *segment, mtu int) [][]byte {
 		b := make([]byte, hl+n)
 		copy(b, pkt[:hl])
 		copy(b[hl:], payload[off:off+n])
+		if !s.v6 && len(out) > 0 {
+			// A datagram of its own, with an ID of its own: two
+			// fragmented datagrams sharing one ID could be
+			// reassembled into each other (RFC 6864 §4).
+			ip := header.IPv4(b)
+			ip.SetID(ip.ID() + uint16(len(out)))
+		}
 		t := header.TCP(b[s.ipHdrLen:])
 		t.SetSequenceNumber(s.seq + uint32(off))
 		if off+n < len(payload) {
