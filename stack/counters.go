@@ -16,8 +16,10 @@ const maxReasons = 32
 type Counters struct {
 	// Shim, outgoing.
 	Rewrites      atomic.Uint64 // segments grown by an ENO option
-	NoRoom        atomic.Uint64 // ENO option wanted but the segment had no room (options or MTU)
+	NoRoom        atomic.Uint64 // ENO option wanted, no room: a non-SYN segment dropped (TCP retransmits), a SYN sent without
 	MSSClamped    atomic.Uint64 // SYN-ACKs whose MSS was lowered to keep room for the non-SYN ENO option
+	Split         atomic.Uint64 // segments cut in two so each piece fits the MTU with the ENO option
+	GSOMSSLowered atomic.Uint64 // GSO super-packets given a smaller segment size so each segment fits the MTU with ENO
 	RewriteErrors atomic.Uint64 // segments the shim could not parse or rewrite
 	Unregistered  atomic.Uint64 // outgoing SYNs of flows nobody registered (sent without ENO)
 
@@ -92,6 +94,8 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"rewrites":          c.Rewrites.Load(),
 		"no-room":           c.NoRoom.Load(),
 		"mss-clamped":       c.MSSClamped.Load(),
+		"split":             c.Split.Load(),
+		"gso-mss-lowered":   c.GSOMSSLowered.Load(),
 		"rewrite-errors":    c.RewriteErrors.Load(),
 		"unregistered-syn":  c.Unregistered.Load(),
 		"inspected":         c.Inspected.Load(),

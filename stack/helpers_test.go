@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
 )
@@ -39,6 +40,9 @@ type pairOpts struct {
 	hookBA wiretest.Hook
 	// noCapture: no capture (benchmarks, big transfers), hooks only.
 	noCapture bool
+	// gso: both links take GSO super-packets with partial checksums, as
+	// the TUN device does; the wire segments them (wiretest.Offload).
+	gso bool
 }
 
 // newPair builds stacks a (10.0.0.1, fd00::1) and b (10.0.0.2, fd00::2)
@@ -50,6 +54,9 @@ func newPair(t testing.TB, po pairOpts) *pair {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mk := func(name string, addrs []netip.Addr, mod func(*Options)) (*Stack, *channel.Endpoint) {
 		ep := channel.New(4096, testMTU, "")
+		if po.gso {
+			ep.SupportedGSOKind = gvstack.HostGSOSupported
+		}
 		o := Options{Link: ep, Logger: log.With("stack", name)}
 		for _, a := range addrs {
 			bits := 24

@@ -213,11 +213,38 @@ func optionsUsed(o []byte) int {
 // correct even if pkt carried only a partial, GSO-style checksum). mtu > 0
 // bounds the size of the result.
 func appendOption(pkt []byte, s *segment, opt []byte, mtu int) ([]byte, error) {
+	out, s2, err := growOptions(pkt, s, opt, mtu)
+	if err != nil {
+		return nil, err
+	}
+	fixLengths(out, &s2)
+	*s = s2
+	return out, nil
+}
+
+// appendOptionPartial is appendOption for a GSO super-packet that the host
+// will cut into segments: it leaves in the TCP checksum field the partial
+// sum the host expects with a partial checksum (the pseudo-header over the
+// grown TCP length, as gVisor writes it), not the full checksum, and does
+// not bound the size by the MTU (the caller lowers the GSO segment size).
+func appendOptionPartial(pkt []byte, s *segment, opt []byte) ([]byte, error) {
+	out, s2, err := growOptions(pkt, s, opt, 0)
+	if err != nil {
+		return nil, err
+	}
+	fixLengthsPartial(out, &s2)
+	*s = s2
+	return out, nil
+}
+
+// growOptions lays out appendOption's result with its IP length and TCP
+// data offset fields still those of pkt; it returns the result's segment.
+func growOptions(pkt []byte, s *segment, opt []byte, mtu int) ([]byte, segment, error) {
 	if len(opt) < 2 || int(opt[1]) != len(opt) {
-		return nil, segErr(SegBadOption, "option of %d bytes with length byte", len(opt))
+		return nil, *s, segErr(SegBadOption, "option of %d bytes with length byte", len(opt))
 	}
 	if len(pkt) < s.ipLen {
-		return nil, segErr(SegShort, "packet of %d bytes, ip length %d", len(pkt), s.ipLen)
+		return nil, *s, segErr(SegShort, "packet of %d bytes, ip length %d", len(pkt), s.ipLen)
 	}
 	tcpOff := s.ipHdrLen
 	oldOpts := s.options(pkt)
@@ -225,14 +252,14 @@ func appendOption(pkt []byte, s *segment, opt []byte, mtu int) ([]byte, error) {
 	pad := -(used + len(opt)) & 3
 	newOptLen := used + pad + len(opt)
 	if newOptLen > header.TCPOptionsMaximumSize {
-		return nil, segErr(SegNoOptionSpace, "%d option bytes used, %d needed", used, pad+len(opt))
+		return nil, *s, segErr(SegNoOptionSpace, "%d option bytes used, %d needed", used, pad+len(opt))
 	}
 	newLen := s.ipLen - len(oldOpts) + newOptLen
 	if mtu > 0 && newLen > mtu {
-		return nil, segErr(SegExceedsMTU, "%d bytes, mtu %d", newLen, mtu)
+		return nil, *s, segErr(SegExceedsMTU, "%d bytes, mtu %d", newLen, mtu)
 	}
 	if s.v6 && newLen-header.IPv6MinimumSize > 0xffff || !s.v6 && newLen > 0xffff {
-		return nil, segErr(SegExceedsMTU, "%d bytes exceed the ip length field", newLen)
+		return nil, *s, segErr(SegExceedsMTU, "%d bytes exceed the ip length field", newLen)
 	}
 	out := make([]byte, 0, newLen)
 	out = append(out, pkt[:tcpOff+header.TCPMinimumSize]...)
@@ -245,9 +272,47 @@ func appendOption(pkt []byte, s *segment, opt []byte, mtu int) ([]byte, error) {
 	s2 := *s
 	s2.tcpHdrLen = header.TCPMinimumSize + newOptLen
 	s2.ipLen = newLen
-	fixLengths(out, &s2)
-	*s = s2
-	return out, nil
+	return out, s2, nil
+}
+
+// splitSegment cuts the packet pkt (parsed as s, full checksum) into
+// packets of at most mtu bytes, each with a copy of its IP and TCP headers
+// (options included) and its share of the payload: sequence numbers
+// advance, FIN and PSH stay on the last piece only, checksums are fixed.
+// TCP allows a sender to resegment its byte stream as it likes, so the
+// receiver sees the same stream. It returns nil when the headers leave no
+// room for payload within mtu, or pkt has no payload to cut.
+func splitSegment(pkt []byte, s *segment, mtu int) [][]byte {
+	hl := s.ipHdrLen + s.tcpHdrLen
+	room := mtu - hl
+	if room <= 0 || s.payloadLen == 0 || len(pkt) < s.ipLen {
+		return nil
+	}
+	payload := pkt[hl:s.ipLen]
+	var out [][]byte
+	for off := 0; off < len(payload); off += room {
+		n := min(room, len(payload)-off)
+		b := make([]byte, hl+n)
+		copy(b, pkt[:hl])
+		copy(b[hl:], payload[off:off+n])
+		if !s.v6 && len(out) > 0 {
+			// A datagram of its own, with an ID of its own: two
+			// fragmented datagrams sharing one ID could be
+			// reassembled into each other (RFC 6864 §4).
+			ip := header.IPv4(b)
+			ip.SetID(ip.ID() + uint16(len(out)))
+		}
+		t := header.TCP(b[s.ipHdrLen:])
+		t.SetSequenceNumber(s.seq + uint32(off))
+		if off+n < len(payload) {
+			t.SetFlags(uint8(s.flags &^ (header.TCPFlagFin | header.TCPFlagPsh)))
+		}
+		p := *s
+		p.ipLen, p.payloadLen, p.seq = hl+n, n, s.seq+uint32(off)
+		fixLengths(b, &p)
+		out = append(out, b)
+	}
+	return out
 }
 
 // stripPayload returns a copy of pkt (parsed as s) without its TCP payload,
@@ -262,20 +327,23 @@ func stripPayload(pkt []byte, s *segment) []byte {
 	return out
 }
 
-// clampMSS lowers the MSS option of the packet b (parsed as s) by `by`
-// bytes and fixes the checksums. It reports false, changing nothing, when
-// there is no MSS option or it is already too small to lower (the IPv4
-// minimum, 536, is kept as a floor).
-func clampMSS(b []byte, s *segment, by uint16) bool {
+// clampMSS lowers the MSS option of the packet b (parsed as s) to
+// min(MSS, ceiling) - by and fixes the checksums; ceiling <= 0 means none.
+// It reports false, changing nothing, when there is no MSS option or the
+// result would fall below the IPv4 minimum, 536, kept as a floor.
+func clampMSS(b []byte, s *segment, ceiling int, by uint16) bool {
 	opts, i, ok := tcpOption(b, s, header.TCPOptionMSS, header.TCPOptionMSSLength)
 	if !ok {
 		return false
 	}
-	mss := binary.BigEndian.Uint16(opts[i+2:])
-	if mss < 536+by {
+	mss := int(binary.BigEndian.Uint16(opts[i+2:]))
+	if ceiling > 0 {
+		mss = min(mss, ceiling)
+	}
+	if mss < 536+int(by) {
 		return false
 	}
-	binary.BigEndian.PutUint16(opts[i+2:], mss-by)
+	binary.BigEndian.PutUint16(opts[i+2:], uint16(mss-int(by)))
 	fixLengths(b, s)
 	return true
 }
@@ -320,6 +388,15 @@ func tcpOption(b []byte, s *segment, kind, length byte) (opts []byte, at int, ok
 // fixLengths writes the IP length fields, the TCP data offset and both
 // checksums of the packet b described by s.
 func fixLengths(b []byte, s *segment) {
+	writeLengths(b, s)
+	t := header.TCP(b[s.ipHdrLen:])
+	t.SetChecksum(0)
+	t.SetChecksum(^tcpChecksum(b[s.ipHdrLen:s.ipLen], s))
+}
+
+// writeLengths writes the IP length fields, the TCP data offset and the
+// IPv4 header checksum of the packet b described by s.
+func writeLengths(b []byte, s *segment) {
 	t := header.TCP(b[s.ipHdrLen:])
 	// Keep the low nibble (reserved bits and the AE/NS flag) of byte 12.
 	t[header.TCPDataOffset] = byte(s.tcpHdrLen/4)<<4 | t[header.TCPDataOffset]&0x0f
@@ -331,8 +408,15 @@ func fixLengths(b []byte, s *segment) {
 		ip.SetChecksum(0)
 		ip.SetChecksum(^ip.CalculateChecksum())
 	}
-	t.SetChecksum(0)
-	t.SetChecksum(^tcpChecksum(b[s.ipHdrLen:s.ipLen], s))
+}
+
+// fixLengthsPartial is fixLengths for a packet handed over with a partial
+// checksum (GSO): the TCP checksum field gets the pseudo-header sum over the
+// TCP length, uncomplemented, which the host completes per segment.
+func fixLengthsPartial(b []byte, s *segment) {
+	writeLengths(b, s)
+	l := s.ipLen - s.ipHdrLen
+	header.TCP(b[s.ipHdrLen:]).SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, s.src, s.dst, uint16(l)))
 }
 
 func tcpChecksum(seg []byte, s *segment) uint16 {

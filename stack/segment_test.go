@@ -341,3 +341,50 @@ func FuzzParseSegment(f *testing.F) {
 		}
 	})
 }
+
+// splitSegment keeps the byte stream, the options and the last segment's
+// FIN and PSH; each piece fits the MTU with valid checksums, and IPv4
+// pieces get IDs of their own.
+func TestSplitSegment(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		payload := bytes.Repeat([]byte("abcdefghij"), 150)
+		b := buildPacket(v6, header.TCPFlagAck|header.TCPFlagPsh|header.TCPFlagFin, ackOpts, payload)
+		s, err := parseSegment(b, len(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pieces := splitSegment(b, &s, 700)
+		if len(pieces) != 3 {
+			t.Fatalf("v6=%v: %d pieces, want 3", v6, len(pieces))
+		}
+		var stream []byte
+		ids := map[uint16]bool{}
+		for i, p := range pieces {
+			ps, err := parseSegment(p, len(p))
+			if err != nil || len(p) > 700 || !checksumsValid(p, &ps) || !bytes.Equal(ps.options(p), ackOpts) {
+				t.Fatalf("v6=%v piece %d: %v, %d bytes", v6, i, err, len(p))
+			}
+			if ps.seq != s.seq+uint32(len(stream)) || ps.ack != s.ack {
+				t.Fatalf("v6=%v piece %d: seq %d", v6, i, ps.seq)
+			}
+			last := i == len(pieces)-1
+			if (ps.fin() || ps.flags&header.TCPFlagPsh != 0) != last {
+				t.Fatalf("v6=%v piece %d: flags %v", v6, i, ps.flags)
+			}
+			if !v6 {
+				ids[header.IPv4(p).ID()] = true
+			}
+			stream = append(stream, p[ps.ipHdrLen+ps.tcpHdrLen:]...)
+		}
+		if !bytes.Equal(stream, payload) {
+			t.Fatalf("v6=%v: stream changed", v6)
+		}
+		if !v6 && len(ids) != len(pieces) {
+			t.Fatal("IPv4 pieces share an ID")
+		}
+	}
+	s, _ := parseSegment(buildPacket(false, header.TCPFlagAck, ackOpts, nil), 52)
+	if splitSegment(buildPacket(false, header.TCPFlagAck, ackOpts, nil), &s, 40) != nil {
+		t.Fatal("a segment without payload was split")
+	}
+}

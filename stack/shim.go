@@ -97,8 +97,9 @@ func (s *shim) stopSweeper() {
 }
 
 // WritePackets implements gvstack.LinkEndpoint. Segments of flows whose
-// negotiator wants an ENO option are rebuilt with the option appended; the
-// rest go down unchanged.
+// negotiator wants an ENO option are rebuilt with the option appended (and
+// cut in two, or given a smaller GSO segment size, when the option would
+// not fit the MTU otherwise); the rest go down unchanged.
 func (s *shim) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	if s.flows.busy.Load() == 0 && !anySYN(pkts) {
 		// Fast path: no flow wants an option. (SYNs and SYN-ACKs take the
@@ -108,28 +109,51 @@ func (s *shim) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	}
 	var out gvstack.PacketBufferList
 	var mine []*gvstack.PacketBuffer
-	for _, pkt := range pkts.AsSlice() {
-		if np := s.outgoing(pkt); np != nil {
-			out.PushBack(np)
-			mine = append(mine, np)
-			continue
+	// ends[i]: how many packets of out carry pkts up to and including the
+	// i-th, to turn the child's count back into ours.
+	all := pkts.AsSlice()
+	ends := make([]int, 0, len(all))
+	for _, pkt := range all {
+		repl, drop := s.outgoing(pkt)
+		switch {
+		case drop:
+			// Lost on the link as far as TCP knows: it retransmits.
+		case repl != nil:
+			for _, np := range repl {
+				out.PushBack(np)
+			}
+			mine = append(mine, repl...)
+		default:
+			out.PushBack(pkt)
 		}
-		out.PushBack(pkt)
+		ends = append(ends, out.Len())
 	}
-	n, err := s.Endpoint.WritePackets(out)
+	var n int
+	var err tcpip.Error
+	if out.Len() > 0 {
+		n, err = s.Endpoint.WritePackets(out)
+	}
 	// The child does not take our references (it clones what it keeps).
 	for _, p := range mine {
 		p.DecRef()
 	}
-	return n, err
+	written := 0
+	for _, e := range ends {
+		if e > n {
+			break
+		}
+		written++
+	}
+	return written, err
 }
 
-// outgoing handles one outgoing packet; it returns a replacement packet
-// (owned by the caller) or nil to send pkt as it is.
-func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
+// outgoing handles one outgoing packet. It returns replacement packets
+// (owned by the caller) to send instead of pkt, or drop to send nothing, or
+// neither to send pkt as it is.
+func (s *shim) outgoing(pkt *gvstack.PacketBuffer) (repl []*gvstack.PacketBuffer, drop bool) {
 	if pkt.TransportProtocolNumber != header.TCPProtocolNumber ||
 		pkt.NetworkProtocolNumber != header.IPv4ProtocolNumber && pkt.NetworkProtocolNumber != header.IPv6ProtocolNumber {
-		return nil
+		return nil, false
 	}
 	var hb [maxHeaderPrefix]byte
 	hdr := hb[:0]
@@ -137,7 +161,7 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	hdr = append(hdr, pkt.TransportHeader().Slice()...)
 	seg, err := parseSegment(hdr, pkt.Size()-len(pkt.LinkHeader().Slice()))
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	id := gvstack.TransportEndpointID{
 		LocalPort: seg.srcPort, LocalAddress: seg.src,
@@ -148,14 +172,14 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 		if seg.syn() && !seg.ackf() {
 			s.counters.Unregistered.Add(1) // sent without ENO: nobody registered the flow
 		}
-		return nil
+		return nil, false
 	}
 	if seg.rst() {
 		// Decision: RFC 8547 §4.6 asks for ENO in "every segment" until a
 		// non-SYN segment arrives; a RST ends the connection, so an option
 		// on it could serve no purpose. RSTs are never grown nor shown to
 		// the negotiator (eno.Negotiator documents the same contract).
-		return nil
+		return nil, false
 	}
 	// A near peer's connection goes without SACK (Options.SACKMinRTT):
 	// our SYN does not offer it. spec is fixed when the flow is listed.
@@ -167,9 +191,9 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	if f.quiet {
 		f.mu.Unlock()
 		if noSACK {
-			return s.withoutSACK(pkt, &seg)
+			return one(s.withoutSACK(pkt, &seg)), false
 		}
-		return nil
+		return nil, false
 	}
 	if seg.syn() {
 		f.localISN, f.haveLocalISN = seg.seq, true
@@ -188,39 +212,133 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) *gvstack.PacketBuffer {
 	f.mu.Unlock()
 	if opt == nil {
 		if noSACK {
-			return s.withoutSACK(pkt, &seg)
+			return one(s.withoutSACK(pkt, &seg)), false
 		}
+		return nil, false
+	}
+	if seg.syn() {
+		return one(s.synWithENO(pkt, &seg, opt, noSACK)), false
+	}
+	return s.withENO(pkt, &seg, opt)
+}
+
+// one wraps a single replacement packet (nil: none).
+func one(p *gvstack.PacketBuffer) []*gvstack.PacketBuffer {
+	if p == nil {
 		return nil
 	}
-	// Slow path: flatten, append, rebuild.
+	return []*gvstack.PacketBuffer{p}
+}
+
+// synWithENO returns a copy of the SYN or SYN-ACK pkt with the option opt
+// appended (and without SACK-permitted if noSACK), or nil to send pkt as it
+// is: a SYN that cannot grow is counted in NoRoom and leaves without ENO,
+// so the connection runs plain as the peer's answer will show; a SYN never
+// carries data from gVisor, so only a full options area could cause it.
+func (s *shim) synWithENO(pkt *gvstack.PacketBuffer, seg *segment, opt []byte, noSACK bool) *gvstack.PacketBuffer {
 	flat := flatten(pkt)
 	link := len(pkt.LinkHeader().Slice())
 	ipPkt := flat[link:]
 	if noSACK {
-		dropSACKPermitted(ipPkt, &seg)
+		dropSACKPermitted(ipPkt, seg)
 	}
-	// The rewritten packet is never a GSO super-packet, so it must fit the
-	// MTU whatever the original was.
-	//
-	// RFC 8547 §4.6 wants 45 02 on every segment of the active opener
-	// until it receives a non-SYN segment. For a fresh session that window
-	// holds the third segment and Init1; a resumed session sends full-sized
-	// data in it, which fits because the shim lowered the peer's MSS by
-	// roomForENO (inClampMSS). A segment that still cannot grow (a peer
-	// MSS too small to lower) is sent without the option and counted in
-	// NoRoom rather than exceeding the MTU.
-	grown, err := appendOption(ipPkt, &seg, opt, int(s.MTU()))
+	grown, err := appendOption(ipPkt, seg, opt, int(s.MTU()))
 	if err != nil {
-		switch segmentReason(err) {
-		case SegNoOptionSpace, SegExceedsMTU:
-			s.counters.NoRoom.Add(1)
-		default:
-			s.counters.RewriteErrors.Add(1)
+		s.countGrowError(err)
+		if noSACK {
+			return rebuildOutgoing(pkt, flat[:link], ipPkt, seg, gvstack.GSO{})
 		}
 		return nil
 	}
 	s.counters.Rewrites.Add(1)
-	return rebuildOutgoing(pkt, flat[:link], grown, &seg)
+	return rebuildOutgoing(pkt, flat[:link], grown, seg, gvstack.GSO{})
+}
+
+func (s *shim) countGrowError(err error) {
+	switch segmentReason(err) {
+	case SegNoOptionSpace, SegExceedsMTU:
+		s.counters.NoRoom.Add(1)
+	default:
+		s.counters.RewriteErrors.Add(1)
+	}
+}
+
+// withENO returns the non-SYN segment pkt with the ENO option opt, as one
+// or more packets that each fit the MTU, or drop.
+//
+// RFC 8547 §4.6 (ENO-18): until it receives a non-SYN segment, the active
+// opener puts 45 02 on every segment, whatever sends it: the third
+// segment, Init1, a resumed session's data (sent at once, in GSO
+// super-packets over the TUN device), retransmissions, window probes.
+// The shim lowers the MSS the peer announced by the option's size
+// (inClampMSS, with our own MTU as a ceiling), so gVisor's segments leave
+// room for it. Where they still do not:
+//
+//   - A GSO super-packet gets the option in its header template, which the
+//     host copies into every segment it cuts, with the segment size lowered
+//     so each segment still fits the MTU (GSOMSSLowered). This keeps the
+//     offload; cutting a 64 KB super-packet into 45 packets here would not.
+//   - A single segment that the option would push over the MTU is cut in
+//     two here (Split): the same bytes, each piece with the option.
+//     Lowering gVisor's MSS after the fact is not possible, and a
+//     segment sent without the option could be the first ACK segment B
+//     sees (the third segment lost), making B fall back while we encrypt.
+//   - A segment whose options area is full cannot carry the option at all:
+//     it is dropped (NoRoom), never sent without ENO; TCP retransmits it.
+//     gVisor fills the options area only with SACK blocks, which need
+//     data from B, and B's first data segment ends the requirement, so this
+//     does not happen with gVisor.
+func (s *shim) withENO(pkt *gvstack.PacketBuffer, seg *segment, opt []byte) ([]*gvstack.PacketBuffer, bool) {
+	flat := flatten(pkt)
+	link := len(pkt.LinkHeader().Slice())
+	ipPkt := flat[link:]
+	mtu := int(s.MTU())
+	gso := pkt.GSOOptions
+	hostGSO := gso.NeedsCsum && gso.MSS > 0 &&
+		(gso.Type == gvstack.GSOTCPv4 || gso.Type == gvstack.GSOTCPv6)
+	if hostGSO && seg.payloadLen > int(gso.MSS) {
+		grown, err := appendOptionPartial(ipPkt, seg, opt)
+		if err != nil {
+			s.countGrowError(err)
+			return nil, true
+		}
+		if mtu > 0 {
+			room := mtu - seg.ipHdrLen - seg.tcpHdrLen
+			if room <= 0 {
+				s.counters.NoRoom.Add(1)
+				return nil, true
+			}
+			if room < int(gso.MSS) {
+				gso.MSS = uint16(room)
+				s.counters.GSOMSSLowered.Add(1)
+			}
+		}
+		s.counters.Rewrites.Add(1)
+		return one(rebuildOutgoing(pkt, flat[:link], grown, seg, gso)), false
+	}
+	grown, err := appendOption(ipPkt, seg, opt, 0)
+	if err != nil {
+		s.countGrowError(err)
+		return nil, true
+	}
+	s.counters.Rewrites.Add(1)
+	if mtu <= 0 || seg.ipLen <= mtu {
+		return one(rebuildOutgoing(pkt, flat[:link], grown, seg, gvstack.GSO{})), false
+	}
+	pieces := splitSegment(grown, seg, mtu)
+	if pieces == nil {
+		s.counters.NoRoom.Add(1)
+		return nil, true
+	}
+	s.counters.Split.Add(1)
+	out := make([]*gvstack.PacketBuffer, 0, len(pieces))
+	for _, b := range pieces {
+		ps := *seg
+		ps.ipLen = len(b)
+		ps.payloadLen = ps.ipLen - ps.ipHdrLen - ps.tcpHdrLen
+		out = append(out, rebuildOutgoing(pkt, flat[:link], b, &ps, gvstack.GSO{}))
+	}
+	return out, false
 }
 
 // withoutSACK returns a copy of the outgoing SYN pkt (described by seg)
@@ -232,7 +350,7 @@ func (s *shim) withoutSACK(pkt *gvstack.PacketBuffer, seg *segment) *gvstack.Pac
 	if !dropSACKPermitted(flat[link:], seg) {
 		return nil
 	}
-	return rebuildOutgoing(pkt, flat[:link], flat[link:], seg)
+	return rebuildOutgoing(pkt, flat[:link], flat[link:], seg, gvstack.GSO{})
 }
 
 // flatten copies pkt's bytes, link header included, into one slice.
@@ -259,9 +377,10 @@ func anySYN(pkts gvstack.PacketBufferList) bool {
 }
 
 // rebuildOutgoing makes a new outgoing PacketBuffer from the rewritten IP
-// packet b, keeping pkt's metadata but not its GSO options: b carries a
-// complete checksum and is never a GSO super-packet.
-func rebuildOutgoing(pkt *gvstack.PacketBuffer, link, b []byte, seg *segment) *gvstack.PacketBuffer {
+// packet b, keeping pkt's metadata. gso is the new packet's GSO options:
+// GSONone when b carries a complete checksum and fits the MTU, or a GSO
+// super-packet's options (b then carries a partial checksum).
+func rebuildOutgoing(pkt *gvstack.PacketBuffer, link, b []byte, seg *segment, gso gvstack.GSO) *gvstack.PacketBuffer {
 	hl := seg.ipHdrLen + seg.tcpHdrLen
 	np := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{
 		ReserveHeaderBytes: len(link) + hl,
@@ -280,6 +399,7 @@ func rebuildOutgoing(pkt *gvstack.PacketBuffer, link, b []byte, seg *segment) *g
 	np.PktType = pkt.PktType
 	np.Mark = pkt.Mark
 	np.NICID = pkt.NICID
+	np.GSOOptions = gso
 	return np
 }
 
@@ -524,10 +644,21 @@ func (s *shim) deliverStripped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.P
 }
 
 // deliverClamped hands the stack a copy of pkt whose MSS option is lowered
-// by roomForENO.
+// by roomForENO below the smaller of the peer's MSS and the one our own
+// MTU allows. gVisor sizes segments by the smaller of the two; lowering
+// only the peer's would leave no room when the peer announces more than
+// our MTU carries (a jumbo-frame or loopback peer).
 func (s *shim) deliverClamped(proto tcpip.NetworkProtocolNumber, pkt *gvstack.PacketBuffer, seg *segment) {
 	b := pkt.Data().AsRange().ToSlice()
-	if !clampMSS(b, seg, roomForENO) {
+	ceiling := 0
+	if mtu := int(s.MTU()); mtu > 0 {
+		ipHdr := header.IPv4MinimumSize
+		if seg.v6 {
+			ipHdr = header.IPv6MinimumSize
+		}
+		ceiling = mtu - ipHdr - header.TCPMinimumSize
+	}
+	if !clampMSS(b, seg, ceiling, roomForENO) {
 		s.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
 	}

@@ -70,7 +70,8 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		fallbacks: d("eno_fallbacks_total", "Connections on which TCP-ENO fell back to plain TCP, by reason.", "reason"),
 		enabled:   d("eno_enabled_total", "Connections on which TCP-ENO enabled encryption."),
 		shimSegments: d("shim_segments_total",
-			"ENO shim events on segments: rewritten (ENO option added), no_room, rewrite_error, unregistered_syn, "+
+			"ENO shim events on segments: rewritten (ENO option added), no_room (dropped: no room for ENO), rewrite_error, "+
+				"split (cut in two to fit ENO in the MTU), gso_mss_lowered, unregistered_syn, "+
 				"inspected, bad_checksum, out_of_window, syn_data_dropped.", "event"),
 		flows: d("shim_flows", "Connections with ENO state in the shim now."),
 		flowEvents: d("shim_flow_events_total",
@@ -202,6 +203,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		v    uint64
 	}{
 		{"rewritten", sc.Rewrites.Load()}, {"no_room", sc.NoRoom.Load()}, {"rewrite_error", sc.RewriteErrors.Load()},
+		{"split", sc.Split.Load()}, {"gso_mss_lowered", sc.GSOMSSLowered.Load()},
 		{"unregistered_syn", sc.Unregistered.Load()}, {"inspected", sc.Inspected.Load()},
 		{"bad_checksum", sc.BadChecksum.Load()}, {"out_of_window", sc.OutOfWindow.Load()},
 		{"syn_data_dropped", sc.SYNDataDropped.Load()},

@@ -3,11 +3,13 @@
 // or TUN devices.
 //
 // A Hub owns one pump goroutine per attached port, reading the packets the
-// port's stack sends, and one scheduler goroutine for delayed packets. Every
-// packet is routed by destination address (per sending port, longest prefix
-// wins), shown to the hook of its link (from, to), and then dropped,
-// delivered (possibly modified), duplicated or delayed as the hook says.
-// Close stops every goroutine and waits for them.
+// port's stack sends (cutting GSO super-packets into segments and completing
+// partial checksums as a host's offload would, see Offload), and one
+// scheduler goroutine for delayed packets. Every packet is routed by
+// destination address (per sending port, longest prefix wins), shown to the
+// hook of its link (from, to), and then dropped, delivered (possibly
+// modified), duplicated or delayed as the hook says. Close stops every
+// goroutine and waits for them.
 package wiretest
 
 import (
@@ -65,6 +67,8 @@ type Stats struct {
 	Delayed    atomic.Uint64 // packets put in the delay line
 	Overflow   atomic.Uint64 // dropped because the delay line was full
 	Unroutable atomic.Uint64 // no route from the sending port
+	Segmented  atomic.Uint64 // GSO super-packets cut into segments (Offload)
+	BadOffload atomic.Uint64 // partial-checksum packets dropped: wrong pseudo-header sum (Offload)
 }
 
 // Port is a stack's attachment to the hub.
@@ -204,9 +208,24 @@ func (h *Hub) pump(p *Port) {
 		for _, v := range pkt.AsSlices() {
 			data = append(data, v...)
 		}
+		gso := pkt.GSOOptions
 		pkt.DecRef()
 		h.Stats.Sent.Add(1)
-		h.forward(p, data)
+		// What a host's offload would do before the wire (see Offload).
+		segs, ok := Offload(data, gso)
+		if !ok {
+			h.Stats.BadOffload.Add(1)
+			if h.opts.Logf != nil {
+				h.opts.Logf("wiretest: %s: packet with a wrong partial checksum dropped", p.name)
+			}
+			continue
+		}
+		if len(segs) > 1 {
+			h.Stats.Segmented.Add(1)
+		}
+		for _, seg := range segs {
+			h.forward(p, seg)
+		}
 	}
 }
 

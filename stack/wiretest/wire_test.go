@@ -267,3 +267,51 @@ func FuzzParseTCP(f *testing.F) {
 		StripENO(b)
 	})
 }
+
+// Offload cuts a super-packet as a host would: MSS-sized pieces with the
+// header (options included) copied, sequence numbers advanced, FIN and PSH
+// on the last piece only, full checksums; a wrong partial checksum is
+// refused, and a packet without offload passes unchanged.
+func TestOffload(t *testing.T) {
+	opts := []byte{1, 1, 69, 2}
+	b := tcpPacket("10.0.0.1", "10.0.0.2", header.TCPFlagAck|header.TCPFlagPsh|header.TCPFlagFin, opts, 0)
+	payload := bytes.Repeat([]byte("0123456789"), 25)
+	b = append(b[:len(b)-4], payload...)
+	ip := header.IPv4(b)
+	ip.SetTotalLength(uint16(len(b)))
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	tl := len(b) - header.IPv4MinimumSize
+	src, dst := tcpip.AddrFrom4([4]byte{10, 0, 0, 1}), tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
+	header.TCP(b[header.IPv4MinimumSize:]).SetChecksum(header.PseudoHeaderChecksum(6, src, dst, uint16(tl)))
+	gso := gvstack.GSO{Type: gvstack.GSOTCPv4, NeedsCsum: true, MSS: 100}
+	segs, ok := Offload(b, gso)
+	if !ok || len(segs) != 3 {
+		t.Fatalf("Offload: %d segments, ok %v; want 3", len(segs), ok)
+	}
+	var got []byte
+	for i, sb := range segs {
+		s, ok := ParseTCP(sb)
+		if !ok || !validTCP(sb, s) || !header.IPv4(sb).IsChecksumValid() || !bytes.Equal(s.Options, opts) {
+			t.Fatalf("segment %d: parsed %v, options % x", i, ok, s.Options)
+		}
+		if s.Seq != 7+uint32(len(got)) {
+			t.Fatalf("segment %d: seq %d", i, s.Seq)
+		}
+		last := i == len(segs)-1
+		if (s.Flags&header.TCPFlagFin != 0) != last || (s.Flags&header.TCPFlagPsh != 0) != last {
+			t.Fatalf("segment %d: flags %v", i, s.Flags)
+		}
+		got = append(got, s.Payload...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("payload changed")
+	}
+	header.TCP(b[header.IPv4MinimumSize:]).SetChecksum(0x1234)
+	if _, ok := Offload(b, gso); ok {
+		t.Fatal("a wrong partial checksum was accepted")
+	}
+	if segs, ok := Offload(b, gvstack.GSO{}); !ok || len(segs) != 1 || !bytes.Equal(segs[0], b) {
+		t.Fatal("a packet without offload was changed")
+	}
+}
