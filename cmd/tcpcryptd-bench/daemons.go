@@ -278,6 +278,42 @@ func (s *daemonSetup) handshakes() (fresh, resumed uint64, err error) {
 	return fresh, resumed, nil
 }
 
+// outcomes reads a daemon's tcpcryptd_connections_total: connections
+// ended so far by outcome (encrypted, plain, refused, failed), summed over
+// directions and reasons.
+func (s *daemonSetup) outcomes(role string) (map[string]uint64, error) {
+	api := control.NewClient(filepath.Join(s.env.Dir, role+".sock"))
+	defer api.Close()
+	text, err := api.Metrics()
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", role, err)
+	}
+	out, err := countersByLabel(text, "tcpcryptd_connections_total", "outcome")
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", role, err)
+	}
+	return out, nil
+}
+
+// countersByLabel parses Prometheus text and sums the counter family name
+// by the value of one of its labels.
+func countersByLabel(text []byte, name, label string) (map[string]uint64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, m := range fams[name].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				out[l.GetValue()] += uint64(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return out, nil
+}
+
 // relaying is how many connections each daemon relays now (control
 // Health), for the log: a run that leaves connections behind shows here.
 func (s *daemonSetup) relaying() string {

@@ -48,6 +48,10 @@ type options struct {
 	profile      string          // directory for daemon CPU/heap profiles ("" = none)
 	daemonCPUs   int             // runtime.cpus of the daemons (0: their default)
 	ipv6         bool            // every setup carries the traffic over IPv6
+	floodRuns    int             // runs of the flood figures
+	floodSYNRate int             // spoofed SYNs per second
+	floodStall   int             // stalled handshakes per second
+	floodWarmup  time.Duration   // flood before the flooded connection-rate run
 	only         map[string]bool // figure groups; empty: all
 	setups       map[string]bool // setup names; empty: all
 }
@@ -82,7 +86,8 @@ creates and removes.
 
 Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
--delay one-way delay).
+-delay one-way delay), flood (connection rate under a spoofed-SYN and a
+stalled-handshake flood, against the same run without them).
 
 flags:
 `)
@@ -103,8 +108,12 @@ flags:
 	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
 	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "carry every setup's traffic over IPv6 (the topology's fd77:: addresses) instead of IPv4")
+	fs.IntVar(&o.floodRuns, "flood-runs", 3, "runs of the flood figures (each: a connection-rate run, the flood's warm-up, a connection-rate run under the flood)")
+	fs.IntVar(&o.floodSYNRate, "flood-syn-rate", 2000, "spoofed SYNs with ENO per second in the flood figures (0: none)")
+	fs.IntVar(&o.floodStall, "flood-stall-rate", 30, "stalled handshakes (ENO negotiated, no Init1 ever) per second in the flood figures (0: none)")
+	fs.DurationVar(&o.floodWarmup, "flood-warmup", 40*time.Second, "how long the flood runs before the flooded connection-rate run (at 2,000 SYN/s a 65,536-entry table fills in 33 s)")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
-	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,flood); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,7 +126,7 @@ flags:
 		os.Exit(2)
 	}
 	var err error
-	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb"}); err != nil {
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "flood"}); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
 		os.Exit(2)
 	}
@@ -125,8 +134,12 @@ flags:
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -setups:", err)
 		os.Exit(2)
 	}
-	if o.runs < 1 || o.memRuns < 1 || o.ttfbSamples < 1 || o.idleConns < 1 || o.rateWorkers < 1 {
-		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -runs, -mem-runs, -ttfb-samples, -idle-conns and -rate-workers must be at least 1")
+	if o.runs < 1 || o.memRuns < 1 || o.ttfbSamples < 1 || o.idleConns < 1 || o.rateWorkers < 1 || o.floodRuns < 1 {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -runs, -mem-runs, -ttfb-samples, -idle-conns, -rate-workers and -flood-runs must be at least 1")
+		os.Exit(2)
+	}
+	if o.floodSYNRate < 0 || o.floodStall < 0 || o.floodWarmup < 0 {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -flood-syn-rate, -flood-stall-rate and -flood-warmup must not be negative")
 		os.Exit(2)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
@@ -170,6 +183,7 @@ type setupSpec struct {
 	fdsPerConn int
 	wire       bool
 	ttfb       string // row name in "ttfb"
+	flood      string // row name in the flood figures
 }
 
 func daemonStart(o daemonOptions) func(*Env) (Setup, error) {
@@ -181,13 +195,13 @@ var specs = []setupSpec{
 		bulk: true, connrate: "kernel", wire: true, ttfb: "kernel"},
 	{name: "relay-plain", start: daemonStart(daemonOptions{name: "relay-plain", policy: "off", aead: "aes128gcm", resumption: true}),
 		describe: "tcpcryptd up on laptop (outbound include 10.77.3.0/24 and fd77:3::/64, policy off) and server (services 10.77.3.1:5001 and [fd77:3::1]:5001 -> 127.0.0.1:15001, policy off)",
-		bulk:     true, connrate: "relay-plain", memory: true, wire: true, ttfb: "relay-plain"},
+		bulk:     true, connrate: "relay-plain", memory: true, wire: true, ttfb: "relay-plain", flood: "relay-plain"},
 	{name: "tcpcrypt-aes128gcm", start: daemonStart(daemonOptions{name: "tcpcrypt-aes128gcm", policy: "opportunistic", aead: "aes128gcm", resumption: true}),
 		describe: "as relay-plain with policy opportunistic, aeads = [aes128gcm], resumption on",
-		bulk:     true, connrate: "tcpcrypt-resumed", memory: true, wire: true, ttfb: "tcpcrypt-resumed"},
+		bulk:     true, connrate: "tcpcrypt-resumed", memory: true, wire: true, ttfb: "tcpcrypt-resumed", flood: "tcpcrypt-resumed"},
 	{name: "tcpcrypt-fresh", start: daemonStart(daemonOptions{name: "tcpcrypt-fresh", policy: "opportunistic", aead: "aes128gcm", resumption: false}),
 		describe: "as tcpcrypt-aes128gcm with resumption off on both sides (every connection a fresh X25519 key exchange)",
-		connrate: "tcpcrypt-fresh", ttfb: "tcpcrypt-fresh"},
+		connrate: "tcpcrypt-fresh", ttfb: "tcpcrypt-fresh", flood: "tcpcrypt-fresh"},
 	{name: "tcpcrypt-chacha20", start: daemonStart(daemonOptions{name: "tcpcrypt-chacha20", policy: "opportunistic", aead: "chacha20poly1305", resumption: true}),
 		describe: "as tcpcrypt-aes128gcm with aeads = [chacha20poly1305]",
 		bulk:     true, wire: true},
@@ -241,6 +255,14 @@ func figureDefs(o options) []Figure {
 			Method: "As above, for the server-side process."},
 		{ID: "wire-bulk", Title: "Bytes on the wire per application byte, bulk upload", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("IP bytes (Ethernet headers removed) both ways on the laptop's link, offloads off so every frame is a real segment, for one connection uploading for %v, handshakes included, divided by the application bytes.", o.wireDuration)},
+		{ID: "flood-connrate", Title: "New encrypted connections per second under a SYN flood and a stalled-handshake flood", Unit: "conn/s", HigherIsBetter: true,
+			Baselines: []string{"relay-plain"},
+			Method: fmt.Sprintf("As connrate (%d loops, %v), counting only connections the laptop daemon ended encrypted (for relay-plain, policy off: plain), while an attacker namespace on the router sends the server daemon's service %d SYN/s with ENO from random spoofed addresses of %s that never answer and opens %d connections/s from random addresses of %s that negotiate ENO and never send Init1; measured after %v of flood. IPv4.",
+				o.rateWorkers, o.rateDuration, o.floodSYNRate, spoofNet, o.floodStall, stallNet, o.floodWarmup)},
+		{ID: "flood-ratio", Title: "Connection rate under the floods, as a share of the rate without them", Unit: "×", HigherIsBetter: true,
+			Method: "flood-connrate divided by the same count in a connection-rate run of the same daemons made just before the flood started."},
+		{ID: "flood-plain", Title: "Legitimate connections that ended plain under the floods", Unit: "conn",
+			Method: "Connections the laptop daemon counted as ended plain (tcpcryptd_connections_total, outcome plain) during the flooded run; the laptop sees only the legitimate client's connections. Nonzero is a downgrade the attacker caused (policy off: every connection is plain, by configuration)."},
 		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
 	}
@@ -342,6 +364,10 @@ func run(ctx context.Context, o options) error {
 		{"link", "veth pairs laptop -- router -- server, MTU 1500"},
 		{"address family", map[bool]string{false: "IPv4", true: "IPv6"}[o.ipv6]},
 	}
+	if b.group("flood") {
+		b.rep.Params = append(b.rep.Params, [2]string{"flood runs", fmt.Sprint(o.floodRuns)},
+			[2]string{"flood", fmt.Sprintf("%d spoofed SYN/s, %d stalled handshakes/s, %v warm-up (IPv4)", o.floodSYNRate, o.floodStall, o.floodWarmup)})
+	}
 	cpus := "the daemon's default (config/default.toml)"
 	if o.daemonCPUs > 0 {
 		cpus = fmt.Sprint(o.daemonCPUs)
@@ -351,6 +377,9 @@ func run(ctx context.Context, o options) error {
 	runErr := b.phaseRouted(ctx)
 	if runErr == nil {
 		runErr = b.phaseImpaired(ctx)
+	}
+	if runErr == nil {
+		runErr = b.phaseFlood(ctx)
 	}
 	b.rep.Elapsed = time.Since(b.rep.Started)
 	for _, id := range figureOrder(defs) {

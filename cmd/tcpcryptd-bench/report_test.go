@@ -192,9 +192,10 @@ func TestReportEvaluateGoalSpecs(t *testing.T) {
 
 func TestReportBenchGoals(t *testing.T) {
 	goals := evaluateGoals(nil)
-	// 4 bulk figures × 2 ciphers × 2 refs + 2 connrate + 4 ttfb + 2 rss.
-	if len(goals) != 24 {
-		t.Fatalf("%d goals, want 24", len(goals))
+	// 4 bulk figures × 2 ciphers × 2 refs + 2 connrate + 4 ttfb + 2 rss
+	// + 2 flood figures × 2 setups.
+	if len(goals) != 28 {
+		t.Fatalf("%d goals, want 28", len(goals))
 	}
 	for _, g := range goals {
 		if g.Known || g.result() != "not measured" {
@@ -210,6 +211,8 @@ func TestReportBenchGoals(t *testing.T) {
 		"ttfb: tcpcrypt-fresh ≤ kernel + 11 ms (one extra one-way delay of 10 ms, 1 ms tolerance)",
 		"rss-per-conn-server: tcpcrypt-aes128gcm ≤ 40 KiB",
 		"ttfb: tcpcrypt-fresh ≤ relay-plain + 21 ms (the RFC 8548 minimum: one extra round trip of 2×10 ms for Init1/Init2)",
+		"flood-ratio: tcpcrypt-resumed ≥ 0.8 (the floods cost at most a fifth of the connection rate)",
+		"flood-plain: every run of tcpcrypt-fresh ≤ 0 conn (no flood turns a connection that would have been encrypted into plain TCP)",
 	}
 	texts := map[string]bool{}
 	for _, g := range goals {
@@ -235,6 +238,44 @@ func TestReportBenchGoals(t *testing.T) {
 		if !g.Known || !g.Met {
 			t.Errorf("%s: known=%v met=%v (%s)", g.Text, g.Known, g.Met, g.Detail)
 		}
+	}
+}
+
+// The flood goals: the ratio is judged by its median, the plain count by
+// its worst run (one downgraded connection in any run misses it); failed
+// runs are left out of both.
+func TestReportFloodGoals(t *testing.T) {
+	figs := []Figure{
+		{ID: "flood-ratio", Unit: "×", Rows: []Row{
+			{Setup: "tcpcrypt-resumed", Samples: []float64{0.9, 0.5, 0.85}},
+			{Setup: "tcpcrypt-fresh", Samples: []float64{0.7, 0.79, 0.95}},
+		}},
+		{ID: "flood-plain", Unit: "conn", Rows: []Row{
+			{Setup: "tcpcrypt-resumed", Samples: []float64{0, 0, nanRun}},
+			{Setup: "tcpcrypt-fresh", Samples: []float64{0, 3, 0}},
+		}},
+	}
+	want := map[string]bool{
+		"flood-ratio: tcpcrypt-resumed":              true,  // median 0.85
+		"flood-ratio: tcpcrypt-fresh":                false, // median 0.79
+		"flood-plain: every run of tcpcrypt-resumed": true,
+		"flood-plain: every run of tcpcrypt-fresh":   false, // median 0, worst 3
+	}
+	n := 0
+	for _, g := range evaluateGoals(figs) {
+		head, _, _ := strings.Cut(g.Text, " ≥")
+		head, _, _ = strings.Cut(head, " ≤")
+		met, ok := want[head]
+		if !ok {
+			continue
+		}
+		n++
+		if !g.Known || g.Met != met {
+			t.Errorf("%s: known=%v met=%v, want met=%v (%s)", g.Text, g.Known, g.Met, met, g.Detail)
+		}
+	}
+	if n != len(want) {
+		t.Errorf("%d flood goals evaluated, want %d", n, len(want))
 	}
 }
 

@@ -45,7 +45,8 @@ func smokeTools(t *testing.T) (bench, daemon, wg, out string) {
 }
 
 // The tool end to end, as `make bench` runs it but tiny: every figure group
-// with kernel TCP and tcpcryptd (plain relay, tcpcrypt resumed and fresh);
+// with kernel TCP and tcpcryptd (plain relay, tcpcrypt resumed and fresh;
+// the floods low enough for connections to get through on any daemon);
 // results.json must hold a valid sample for each row the setups belong in,
 // and values that follow from the set-up (the imposed delay, header bytes).
 func TestBenchSmoke(t *testing.T) {
@@ -55,7 +56,8 @@ func TestBenchSmoke(t *testing.T) {
 		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm,tcpcrypt-fresh",
 		"-runs", "1", "-mem-runs", "1", "-bulk-duration", "300ms", "-rate-duration", "300ms",
 		"-idle-conns", "200", "-ttfb-samples", "3", "-delay", delay.String(),
-		"-rr-exchanges", "50", "-wire-duration", "200ms")
+		"-rr-exchanges", "50", "-wire-duration", "200ms",
+		"-flood-runs", "1", "-flood-warmup", "500ms", "-flood-syn-rate", "200", "-flood-stall-rate", "5")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tcpcryptd-bench: %v\n%s", err, b)
@@ -87,6 +89,10 @@ func TestBenchSmoke(t *testing.T) {
 		"rss-per-conn-server": {"relay-plain", "tcpcrypt-aes128gcm"},
 		"wire-bulk":           {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
 		"wire-rr":             {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"flood-connrate":      {"relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
+		"flood-ratio":         {"relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
+		// Policy off: every connection of the plain relay ends plain.
+		"flood-plain": {"relay-plain"},
 	}
 	for fig, setups := range want {
 		for _, s := range setups {

@@ -212,6 +212,127 @@ func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
 	t.Logf("%d distinct system calls, all allowed", len(used))
 }
 
+// unitUID stands in for the unit's dedicated user, which this host need not
+// have: nobody, whose only trait that matters here is not being root.
+const unitUID = 65534
+
+// The unit's privileges are what the daemon needs: it runs as a user other
+// than root (User=), holding the capabilities AmbientCapabilities grants and
+// nothing above CapabilityBoundingSet, which grants nothing more (no
+// CAP_NET_RAW: the daemon opens no raw socket). As that user, with exactly
+// those capabilities (setpriv stands in for systemd), 'up' creates the TUN
+// device, routes, rules, nftables and the forwarding sysctls, relays a
+// connection, undoes it all on SIGTERM, and 'down' finds nothing left;
+// without them, 'up' refuses to start (exit 4).
+func TestUnitUserAndCapabilitiesSufficeForUp(t *testing.T) {
+	setpriv := requireTool(t, "setpriv")
+	kv := unitSettings(t, unitFile)
+	user := kv["User"]
+	if len(user) != 1 || user[0] == "" || user[0] == "root" || user[0] == "0" {
+		t.Fatalf("User=%q: the unit must name one dedicated user, not root", user)
+	}
+	capSet := func(k string) []string {
+		var caps []string
+		for _, v := range kv[k] {
+			caps = append(caps, strings.Fields(v)...)
+		}
+		slices.Sort(caps)
+		return caps
+	}
+	ambient, bounding := capSet("AmbientCapabilities"), capSet("CapabilityBoundingSet")
+	if !slices.Equal(ambient, bounding) {
+		t.Fatalf("AmbientCapabilities=%q, CapabilityBoundingSet=%q: the bounding set should grant nothing the daemon is not given", ambient, bounding)
+	}
+	if !slices.Contains(ambient, "CAP_NET_ADMIN") {
+		t.Fatalf("AmbientCapabilities=%q lacks CAP_NET_ADMIN, which the daemon checks for", ambient)
+	}
+	if slices.Contains(bounding, "CAP_NET_RAW") {
+		t.Fatalf("CapabilityBoundingSet=%q grants CAP_NET_RAW: the daemon opens no raw socket", bounding)
+	}
+	var names []string
+	for _, c := range ambient {
+		names = append(names, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	caps := "-all," + strings.Join(names, ",")
+	// udev gives /dev/net/tun mode 0666 (TUNSETIFF then needs
+	// CAP_NET_ADMIN); this host's may be 0600, so the daemon gets such a
+	// node in a mount namespace of its own, leaving the host's alone.
+	tunNode := `mount -t tmpfs -o mode=0755 tcpcryptd-test /dev/net && mknod -m 0666 /dev/net/tun c 10 200 && exec "$@"`
+	asUser := func(caps string) []string {
+		return []string{requireTool(t, "unshare"), "--mount", "--propagation", "private", "sh", "-c", tunNode, "sh",
+			setpriv, "--reuid", strconv.Itoa(unitUID), "--regid", strconv.Itoa(unitUID),
+			"--clear-groups", "--no-new-privs", "--inh-caps", caps, "--ambient-caps", caps, "--bounding-set", caps}
+	}
+
+	ns := newTestNS(t)
+	dir := shortTempDir(t)
+	fwdBefore := ns.forwarding(t)
+	// The user reaches the binary and owns the runtime directory, as
+	// systemd arranges with RuntimeDirectory=.
+	if err := os.Chmod(filepath.Dir(binary(t)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	backend := ns.listenLoopback(t)
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		if _, err := proxyproto.ReadHeader(r); err != nil {
+			return
+		}
+		if line, err := r.ReadString('\n'); err == nil {
+			c.Write([]byte("echo " + line))
+		}
+	}()
+	cfg, sock := nsConfig(t, dir, backend.Addr().String())
+	for _, p := range []string{dir, cfg} {
+		if err := os.Chown(p, unitUID, unitUID); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Without the capabilities: refused by the daemon's own check.
+	noCaps := exec.Command("ip", append(append([]string{"netns", "exec", ns.name}, asUser("-all")...), binary(t), "up", "--config", cfg)...)
+	out, err := noCaps.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitEnvironment || !strings.Contains(string(out), "CAP_NET_ADMIN") {
+		t.Fatalf("up without capabilities: %v, want exit %d naming CAP_NET_ADMIN\n%s", err, exitEnvironment, out)
+	}
+
+	d := ns.startUpUnder(t, asUser(caps), cfg)
+	d.waitReady(t, sock)
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+` + strconv.Itoa(unitUID) + `\s`).Match(status) {
+		t.Fatalf("the daemon does not run as uid %d:\n%s", unitUID, status)
+	}
+	if got := ns.forwarding(t); got != "1/1" {
+		t.Errorf("forwarding %s, want 1/1 (sysctls written without root)", got)
+	}
+	ns.exchange(t, "10.254.78.1:443", "hello").Close()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, d.log.String())
+	}
+	if left := ns.ours(t, nsDevice, 7701); left != "" {
+		t.Fatalf("left after SIGTERM:\n%s", left)
+	}
+	if got := ns.forwarding(t); got != fwdBefore {
+		t.Fatalf("forwarding %s, was %s", got, fwdBefore)
+	}
+	down := exec.Command("ip", append(append([]string{"netns", "exec", ns.name}, asUser(caps)...), binary(t), "down", "--config", cfg)...)
+	if out, err := down.CombinedOutput(); err != nil || string(out) != "nothing to remove\n" {
+		t.Fatalf("down as the unit's user: %v\n%s", err, out)
+	}
+}
+
 // tracedChild returns the one child of the tracer process pid, waiting
 // for it to appear.
 func tracedChild(t *testing.T, pid int) int {
@@ -236,25 +357,43 @@ func tracedChild(t *testing.T, pid int) int {
 	}
 }
 
-// expandSyscallFilter returns the system calls a SystemCallFilter
-// allow-list names, expanding @groups (which may hold groups) with
-// systemd-analyze syscall-filter.
+// expandSyscallFilter returns the system calls a SystemCallFilter allows:
+// the allow-list entries, less those of entries starting with "~" (a
+// deny-list entry removes its calls from an allow list, whatever the order),
+// expanding @groups (which may hold groups) with systemd-analyze
+// syscall-filter.
 func expandSyscallFilter(t *testing.T, sa string, values []string) map[string]bool {
 	t.Helper()
-	allowed := map[string]bool{}
-	expanded := map[string]bool{}
-	var todo []string
+	var allow, deny []string
 	for _, v := range values {
-		if strings.HasPrefix(v, "~") {
-			t.Fatalf("SystemCallFilter=%s: a deny-list; this test checks an allow-list", v)
+		if rest, ok := strings.CutPrefix(v, "~"); ok {
+			deny = append(deny, strings.Fields(rest)...)
+		} else {
+			allow = append(allow, strings.Fields(v)...)
 		}
-		todo = append(todo, strings.Fields(v)...)
 	}
+	if len(allow) == 0 {
+		t.Fatalf("SystemCallFilter=%q: no allow list; this test checks one", values)
+	}
+	allowed := expandSyscalls(t, sa, allow)
+	for name := range expandSyscalls(t, sa, deny) {
+		delete(allowed, name)
+	}
+	return allowed
+}
+
+// expandSyscalls returns the system calls that items (names and @groups)
+// stand for.
+func expandSyscalls(t *testing.T, sa string, items []string) map[string]bool {
+	t.Helper()
+	calls := map[string]bool{}
+	expanded := map[string]bool{}
+	todo := slices.Clone(items)
 	for len(todo) > 0 {
 		item := todo[0]
 		todo = todo[1:]
 		if !strings.HasPrefix(item, "@") {
-			allowed[item] = true
+			calls[item] = true
 			continue
 		}
 		if expanded[item] {
@@ -279,7 +418,7 @@ func expandSyscallFilter(t *testing.T, sa string, values []string) map[string]bo
 			t.Fatalf("systemd-analyze syscall-filter %s: no entries", item)
 		}
 	}
-	return allowed
+	return calls
 }
 
 // requireTool returns the path of an installed program, or skips t without
