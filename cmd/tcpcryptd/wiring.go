@@ -60,7 +60,7 @@ func tcpcryptConfig(c config.Crypto, keyLog io.Writer) (*tcpcrypt.Config, error)
 }
 
 func tepByName(name string) (kex.ID, bool) {
-	for _, id := range kex.IDs() {
+	for _, id := range kex.AllIDs() { // experimental ones too: configured means enabled
 		if id.String() == name {
 			return id, true
 		}
