@@ -329,6 +329,8 @@ func BenchmarkKEM(b *testing.B) {
 		_, reply, _ := pool.Encapsulate(pubA)
 		b.Run(id.String()+"/A", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := startCPU()
+			defer cpu.report(b)
 			for b.Loop() {
 				k, err := g.GenerateKey(nil)
 				if err != nil {
@@ -346,6 +348,8 @@ func BenchmarkKEM(b *testing.B) {
 		})
 		b.Run(id.String()+"/B", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := startCPU()
+			defer cpu.report(b)
 			for b.Loop() {
 				p, _, err := g.ReadPublic(pa)
 				if err != nil {

@@ -393,6 +393,7 @@ func BenchmarkHandshakeWire(b *testing.B) {
 			cfg := &Config{TEPs: []kex.ID{tep}}
 			var wire int
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				sa, sb := cfg.NewSession("b", Policy{}), cfg.NewSession("a", Policy{})
 				ra, rb, err := negotiate(b, sa, sb)
@@ -411,6 +412,7 @@ func BenchmarkHandshakeWire(b *testing.B) {
 				ca.Close()
 				cb.Close()
 			}
+			cpu.report(b)
 			b.ReportMetric(float64(wire), "init-bytes/handshake")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
 		})
