@@ -41,7 +41,7 @@ const (
 )
 
 // String returns "p256", "p521", "x25519", "x448" or "x25519mlkem768", the
-// names configuration, status, logs and metrics use.
+// names configuration, status and logs use.
 func (id ID) String() string {
 	switch id {
 	case P256:
