@@ -421,3 +421,16 @@ func TestHandshakeLimiterBounded(t *testing.T) {
 		t.Fatalf("%d buckets after pruning, want 1", len(h.buckets))
 	}
 }
+
+// TestTEPCostOrder: every TEP we can negotiate has a cost, ordered as its
+// CPU is (BenchmarkKEM), and one we do not know costs as the dearest.
+func TestTEPCostOrder(t *testing.T) {
+	if !(tepCost(kex.X25519) <= tepCost(kex.P256) && tepCost(kex.P256) < tepCost(kex.X25519MLKEM768) &&
+		tepCost(kex.X25519MLKEM768) < tepCost(kex.X448) && tepCost(kex.X448) < tepCost(kex.P521)) {
+		t.Fatalf("costs out of order: x25519 %v p256 %v hybrid %v x448 %v p521 %v", tepCost(kex.X25519),
+			tepCost(kex.P256), tepCost(kex.X25519MLKEM768), tepCost(kex.X448), tepCost(kex.P521))
+	}
+	if tepCost(kex.ID(0x7f)) != tepCost(kex.P521) {
+		t.Fatal("an unknown TEP must cost as much as the dearest")
+	}
+}

@@ -48,7 +48,8 @@ type daemonOptions struct {
 	policy     string // "off" (ENO off: plain relay) or "opportunistic"
 	aead       string // the one AEAD offered ("aes128gcm", "chacha20poly1305")
 	resumption bool
-	cpus       int // runtime.cpus; 0: the daemon's default (Env.DaemonCPUs)
+	cpus       int    // runtime.cpus; 0: the daemon's default (Env.DaemonCPUs)
+	teps       string // crypto.teps as a TOML array; empty: the default
 }
 
 // daemonSetup is tcpcryptd in the laptop namespace (outbound capture of the
@@ -103,6 +104,9 @@ socket = %q
 [log]
 level = "info"
 `, o.aead, o.resumption, socket)
+	if o.teps != "" {
+		s = strings.Replace(s, "[crypto]\n", "[crypto]\nteps = "+o.teps+"\n", 1)
+	}
 	if o.cpus > 0 {
 		s += fmt.Sprintf("\n[runtime]\ncpus = %d\n", o.cpus)
 	}

@@ -67,7 +67,7 @@ func tcpcryptConfig(c config.Crypto, l config.Limits, keyLog io.Writer) (*tcpcry
 }
 
 func tepByName(name string) (kex.ID, bool) {
-	for _, id := range kex.IDs() {
+	for _, id := range kex.AllIDs() { // experimental ones too: configured means enabled
 		if id.String() == name {
 			return id, true
 		}

@@ -1,11 +1,20 @@
 // Package kex implements the key-agreement schemes of the four tcpcrypt TEPs
 // (RFC 8548 §5): ECDHE over P-256 and P-521 with compressed, length-prefixed
-// public keys, and X25519 and X448 (RFC 7748) with raw public keys.
+// public keys, and X25519 and X448 (RFC 7748) with raw public keys; and the
+// experimental hybrid TEP x25519mlkem768 (X-Wing: X25519 + ML-KEM-768,
+// hybrid.go) on the experimental identifier 0x20 (RFC 8547 §11).
 //
-// Each TEP is a Group found by its TEP identifier with Lookup. A Group makes
-// ephemeral key pairs (Pool adds the optional reuse lifetime of RFC 8548 §8),
-// parses and validates a peer's wire-encoded public key, and computes the
-// ephemeral secret ES.
+// Each TEP is a Group found by its TEP identifier with Lookup. The
+// interface is KEM-shaped so that Diffie-Hellman and KEM TEPs look alike to
+// the handshake (RFC 8548 §3.3):
+//
+//   - host A makes a key pair (GenerateKey, or Pool.Get for the optional
+//     reuse lifetime of RFC 8548 §8) and sends its public key, Pub_A;
+//   - host B validates Pub_A (ReadPublic) and answers it (Pool.Encapsulate)
+//     with ES and its reply Pub_B: for a Diffie-Hellman TEP its own
+//     ephemeral public key, for a KEM a ciphertext made for Pub_A;
+//   - host A validates Pub_B (ReadReply) and recovers ES from it with its
+//     private key (PrivateKey.Decapsulate).
 package kex
 
 import (
@@ -25,9 +34,15 @@ const (
 	P521   ID = 0x22 // TCPCRYPT_ECDHE_P521, OPTIONAL
 	X25519 ID = 0x23 // TCPCRYPT_ECDHE_Curve25519, REQUIRED (TC-44)
 	X448   ID = 0x24 // TCPCRYPT_ECDHE_Curve448, RECOMMENDED
+
+	// X25519MLKEM768 is this implementation's hybrid post-quantum TEP
+	// (X-Wing, see hybrid.go) on 0x20, the identifier RFC 8547 §11 sets
+	// aside for experimental use. It is never enabled by default (IDs).
+	X25519MLKEM768 ID = 0x20
 )
 
-// String returns "p256", "p521", "x25519" or "x448".
+// String returns "p256", "p521", "x25519", "x448" or "x25519mlkem768", the
+// names configuration, status and logs use.
 func (id ID) String() string {
 	switch id {
 	case P256:
@@ -38,6 +53,8 @@ func (id ID) String() string {
 		return "x25519"
 	case X448:
 		return "x448"
+	case X25519MLKEM768:
+		return "x25519mlkem768"
 	}
 	return fmt.Sprintf("tep-0x%02x", byte(id))
 }
@@ -45,25 +62,43 @@ func (id ID) String() string {
 // Group is the key-agreement scheme of one TEP.
 type Group interface {
 	ID() ID
-	// PublicLen is the wire length of Pub_A/Pub_B including any 2-byte
-	// length prefix: 35 (P-256), 69 (P-521), 32 (X25519), 56 (X448).
+	// PublicLen is the wire length of Pub_A including any 2-byte length
+	// prefix: 35 (P-256), 69 (P-521), 32 (X25519), 56 (X448), 1216
+	// (x25519mlkem768: its encapsulation key).
 	PublicLen() int
-	// SecretLen is the length of ES: 32, 66, 32, 56.
+	// ReplyLen is the wire length of Pub_B: PublicLen for the
+	// Diffie-Hellman TEPs, 1120 for x25519mlkem768 (its ciphertext).
+	ReplyLen() int
+	// SecretLen is the length of ES: 32, 66, 32, 56, 32.
 	SecretLen() int
-	// GenerateKey makes an ephemeral key pair from rand (crypto/rand if nil).
+	// GenerateKey makes host A's ephemeral key pair (and host B's for a
+	// Diffie-Hellman TEP) from rand (crypto/rand if nil).
 	GenerateKey(rand io.Reader) (*PrivateKey, error)
-	// ReadPublic parses and validates (IEEE 1363 A.16.10 / RFC 7748) the
-	// public key at the start of b and returns how many bytes it used.
-	// Errors are *KeyError naming the reason.
+	// ReadPublic parses and validates (IEEE 1363 A.16.10 / RFC 7748 /
+	// FIPS 203 §7.2) the public key Pub_A at the start of b and returns how
+	// many bytes it used. Errors are *KeyError naming the reason.
 	ReadPublic(b []byte) (*PublicKey, int, error)
+	// ReadReply is ReadPublic for Pub_B, the value host A receives. For a
+	// KEM it is a ciphertext (validated as FIPS 203 §7.3 requires); its
+	// errors are *KeyError matching ErrInvalidCiphertext.
+	ReadReply(b []byte) (*PublicKey, int, error)
 }
 
-// groups holds the four TEPs in the default order of increasing preference.
-var groups = [...]Group{p521Group, p256Group, x448Group{}, x25519Group{}}
+// groups holds the four TEPs of RFC 8548 in the default order of increasing
+// preference; experimental holds TEPs used only when configured.
+var (
+	groups       = [...]Group{p521Group, p256Group, x448Group{}, x25519Group{}}
+	experimental = [...]Group{hybridGroup{}}
+)
 
-// Lookup returns the Group of TEP id.
+// Lookup returns the Group of TEP id, experimental TEPs included.
 func Lookup(id ID) (Group, bool) {
 	for _, g := range groups {
+		if g.ID() == id {
+			return g, true
+		}
+	}
+	for _, g := range experimental {
 		if g.ID() == id {
 			return g, true
 		}
@@ -71,12 +106,22 @@ func Lookup(id ID) (Group, bool) {
 	return nil, false
 }
 
-// IDs returns every implemented TEP in increasing order of preference
-// (P-521, P-256, X448, X25519).
+// IDs returns the TEPs enabled by default, in increasing order of
+// preference (P-521, P-256, X448, X25519). The experimental
+// x25519mlkem768 is not among them; AllIDs lists it too.
 func IDs() []ID {
 	ids := make([]ID, len(groups))
 	for i, g := range groups {
 		ids[i] = g.ID()
+	}
+	return ids
+}
+
+// AllIDs returns every implemented TEP: IDs, then the experimental ones.
+func AllIDs() []ID {
+	ids := IDs()
+	for _, g := range experimental {
+		ids = append(ids, g.ID())
 	}
 	return ids
 }
@@ -86,22 +131,42 @@ func IDs() []ID {
 // RFC 8548 §5, TC-43). The connection must be aborted.
 var ErrZeroSecret = errors.New("kex: all-zero shared secret (low-order public key)")
 
-// ErrInvalidPublicKey is matched (errors.Is) by every *KeyError.
-var ErrInvalidPublicKey = errors.New("kex: invalid public key")
+// ErrRandomness is matched (errors.Is) by Pool.Encapsulate's errors when
+// no randomness could be read: not the peer's fault (TC-48).
+var ErrRandomness = errors.New("kex: no randomness")
 
-// KeyError reports why a peer's public key was rejected (RFC 8548 §3.3:
-// a key-validation failure MUST abort the connection, TC-7/TC-42).
+// ErrInvalidPublicKey is matched (errors.Is) by every *KeyError about a
+// public key; ErrInvalidCiphertext by every one about a KEM ciphertext.
+var (
+	ErrInvalidPublicKey  = errors.New("kex: invalid public key")
+	ErrInvalidCiphertext = errors.New("kex: invalid ciphertext")
+)
+
+// KeyError reports why a peer's public key or ciphertext was rejected
+// (RFC 8548 §3.3: a key-validation failure MUST abort the connection,
+// TC-7/TC-42).
 type KeyError struct {
-	Group  ID
-	Reason string
+	Group      ID
+	Ciphertext bool // a KEM ciphertext (Pub_B), not a public key
+	Reason     string
 }
 
 func (e *KeyError) Error() string {
-	return fmt.Sprintf("kex: invalid %v public key: %s", e.Group, e.Reason)
+	what := "public key"
+	if e.Ciphertext {
+		what = "ciphertext"
+	}
+	return fmt.Sprintf("kex: invalid %v %s: %s", e.Group, what, e.Reason)
 }
 
-// Is makes errors.Is(err, ErrInvalidPublicKey) true.
-func (e *KeyError) Is(target error) bool { return target == ErrInvalidPublicKey }
+// Is makes errors.Is(err, ErrInvalidPublicKey) true, or
+// errors.Is(err, ErrInvalidCiphertext) for a ciphertext.
+func (e *KeyError) Is(target error) bool {
+	if e.Ciphertext {
+		return target == ErrInvalidCiphertext
+	}
+	return target == ErrInvalidPublicKey
+}
 
 func keyErr(id ID, format string, args ...any) *KeyError {
 	return &KeyError{Group: id, Reason: fmt.Sprintf(format, args...)}
@@ -123,7 +188,8 @@ type PrivateKey struct {
 	erased  atomic.Bool
 }
 
-// privateImpl is the per-group half of PrivateKey.
+// privateImpl is the per-group half of PrivateKey. ecdh takes Pub_B as
+// ReadReply parsed it: a public key for DH, a ciphertext for a KEM.
 type privateImpl interface {
 	appendPublic(dst []byte) []byte
 	ecdh(peer *PublicKey) ([]byte, error)
@@ -206,11 +272,17 @@ func (k *PrivateKey) retire() {
 	}
 }
 
-// PublicKey is a peer's validated ephemeral public key.
+// Decapsulate is host A's last step (RFC 8548 §3.3): ES from B's reply
+// Pub_B as parsed by ReadReply. For a Diffie-Hellman TEP it is ECDH with
+// B's public key; for x25519mlkem768 it decapsulates B's ciphertext.
+func (k *PrivateKey) Decapsulate(reply *PublicKey) ([]byte, error) { return k.ECDH(reply) }
+
+// PublicKey is a peer's validated ephemeral public key or, for a KEM, the
+// ciphertext of Pub_B.
 type PublicKey struct {
 	id   ID
 	wire []byte // wire encoding as received (canonical for the NIST curves)
-	impl any    // *ecdh.PublicKey or *x448.Key
+	impl any    // *ecdh.PublicKey, *x448.Key, hybridPublic or hybridCiphertext
 }
 
 // ID returns the TEP the key belongs to.

@@ -34,6 +34,10 @@ const pubLenPrefix = 2
 func (g nistGroup) ID() ID             { return g.id }
 func (g nistGroup) compressedLen() int { return 1 + g.feLen }
 func (g nistGroup) PublicLen() int     { return pubLenPrefix + g.compressedLen() }
+func (g nistGroup) ReplyLen() int      { return g.PublicLen() }
+
+// ReadReply is ReadPublic: B's reply is its public key.
+func (g nistGroup) ReadReply(b []byte) (*PublicKey, int, error) { return g.ReadPublic(b) }
 
 // SecretLen is the length of ES, the x-coordinate of the shared point as a
 // fixed-length field element (see ecdh below).

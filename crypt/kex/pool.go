@@ -1,6 +1,8 @@
 package kex
 
 import (
+	"crypto/rand"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -74,4 +76,56 @@ func (p *Pool) Get() (*PrivateKey, error) {
 	k.acquire()
 	p.cur, p.created = k, t
 	return k, nil
+}
+
+// Encapsulate is host B's side of the exchange (RFC 8548 §3.3): from A's
+// validated Pub_A it returns ES and B's reply Pub_B.
+//
+// For a Diffie-Hellman TEP the reply is the public half of a key from Get
+// (so the reuse lifetime applies) and ES the ECDH result. For a KEM the
+// reply is a ciphertext made with fresh randomness on every call: a KEM's
+// encapsulation randomness must never be reused, and it is the only
+// secret B holds.
+func (p *Pool) Encapsulate(peer *PublicKey) (es, reply []byte, err error) {
+	if peer == nil {
+		return nil, nil, fmt.Errorf("kex: %v encapsulation: nil public key", p.g.ID())
+	}
+	if peer.id != p.g.ID() {
+		return nil, nil, fmt.Errorf("kex: %v encapsulation to a %v public key", p.g.ID(), peer.id)
+	}
+	if k, ok := p.g.(kemGroup); ok {
+		r := p.rand
+		if r != rand.Reader {
+			// Injected readers need not be safe for concurrent use; the
+			// system one is, and is recognised by the KEM (hybrid.go).
+			r = poolReader{p}
+		}
+		return k.encapsulate(peer, r)
+	}
+	k, err := p.Get()
+	if err != nil {
+		// Key generation fails only when the reader does.
+		return nil, nil, fmt.Errorf("%w: %w", ErrRandomness, err)
+	}
+	es, err = k.ECDH(peer)
+	if err != nil {
+		return nil, nil, err
+	}
+	return es, k.AppendPublic(nil), nil
+}
+
+// kemGroup is a Group whose reply is a ciphertext rather than a key pair
+// of B's own.
+type kemGroup interface {
+	encapsulate(peer *PublicKey, rand io.Reader) (es, ct []byte, err error)
+}
+
+// poolReader reads p.rand under p.mu, without holding the lock for the
+// computation that follows.
+type poolReader struct{ p *Pool }
+
+func (r poolReader) Read(b []byte) (int, error) {
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	return r.p.rand.Read(b)
 }

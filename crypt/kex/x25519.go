@@ -16,6 +16,10 @@ const x25519Size = 32
 func (x25519Group) ID() ID         { return X25519 }
 func (x25519Group) PublicLen() int { return x25519Size }
 func (x25519Group) SecretLen() int { return x25519Size }
+func (x25519Group) ReplyLen() int  { return x25519Size }
+
+// ReadReply is ReadPublic: B's reply is its public key.
+func (g x25519Group) ReadReply(b []byte) (*PublicKey, int, error) { return g.ReadPublic(b) }
 
 // GenerateKey reads exactly 32 bytes from rand as the private scalar
 // (clamped by X25519 itself, RFC 7748 §5). The bytes are read here rather

@@ -15,6 +15,10 @@ type x448Group struct{}
 func (x448Group) ID() ID         { return X448 }
 func (x448Group) PublicLen() int { return x448.Size }
 func (x448Group) SecretLen() int { return x448.Size }
+func (x448Group) ReplyLen() int  { return x448.Size }
+
+// ReadReply is ReadPublic: B's reply is its public key.
+func (g x448Group) ReadReply(b []byte) (*PublicKey, int, error) { return g.ReadPublic(b) }
 
 // GenerateKey reads exactly 56 bytes from rand as the private scalar
 // (clamped by X448 itself, RFC 7748 §5).

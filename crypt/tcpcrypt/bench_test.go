@@ -31,11 +31,11 @@ func benchConnect(b *testing.B, cfgA, cfgB *Config) bool {
 }
 
 // BenchmarkHandshake measures connection setups per second with both
-// hosts' CPU in one process: .../fresh is an ECDHE key exchange with Init1
-// and Init2, .../resumed a resumption from the cache (no public-key
-// operations).
+// hosts' CPU in one process: .../fresh is a key exchange with Init1 and
+// Init2 (ECDHE, or X-Wing for x25519mlkem768), .../resumed a resumption
+// from the cache (no public-key operations).
 func BenchmarkHandshake(b *testing.B) {
-	for _, tep := range kex.IDs() {
+	for _, tep := range kex.AllIDs() {
 		b.Run(tep.String()+"/fresh", func(b *testing.B) {
 			cfg := &Config{TEPs: []kex.ID{tep}}
 			b.ReportAllocs()

@@ -33,9 +33,11 @@ const (
 	//
 	// Decision (digest §20 item 5): the RFC sets no maximum. The largest
 	// message a conforming peer sends is an Init1 with 255 ciphers and a
-	// P-521 key, 8+1+510+32+69 = 620 bytes; 4 KiB leaves room for a future
-	// "ignored" extension while keeping a hostile length from making us
-	// buffer much. Longer messages abort the connection (handshake error).
+	// P-521 key, 8+1+510+32+69 = 620 bytes, or 8+1+510+32+1216 = 1767
+	// with the experimental x25519mlkem768 (its Init2 is 8+2+32+1120 =
+	// 1162); 4 KiB leaves room for a future "ignored" extension while
+	// keeping a hostile length from making us buffer much. Longer messages
+	// abort the connection (handshake error).
 	MaxMessageLen = 4096
 
 	// DefaultNonceLen is the resumption nonce length we send unless Config

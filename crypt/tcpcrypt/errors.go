@@ -35,8 +35,9 @@ var (
 type HandshakeError struct {
 	// Reason is a short kebab-case word for counters and logs:
 	// "bad-message", "cipher-not-offered", "no-common-aead", "bad-public-key",
-	// "zero-secret", "unsupported-tep", "no-resumption-secret", "io",
-	// "canceled", "internal".
+	// "bad-ciphertext" (a KEM TEP's Pub_B), "zero-secret",
+	// "unsupported-tep", "no-resumption-secret", "io", "canceled",
+	// "internal".
 	Reason string
 	Err    error // the cause
 }
@@ -62,7 +63,8 @@ func handshakeErr(reason string, format string, args ...any) *HandshakeError {
 type MessageError struct {
 	Message string // "init1" or "init2"
 	// Reason is a short kebab-case word: "short", "bad-magic", "bad-length",
-	// "too-long", "no-ciphers", "bad-public-key", "nciphers", "bad-nonce".
+	// "too-long", "no-ciphers", "bad-public-key", "bad-ciphertext",
+	// "nciphers", "bad-nonce".
 	Reason string
 	Detail string
 	Err    error // cause, e.g. a *kex.KeyError; may be nil

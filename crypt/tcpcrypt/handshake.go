@@ -214,7 +214,7 @@ func (s *Session) freshA(stream io.ReadWriter, g kex.Group, r eno.Result) (*keys
 		return nil, handshakeErr("cipher-not-offered", "Init2 chose %v, not in our list", m2.Cipher)
 	}
 	aead, _ := schedule.LookupAEAD(m2.Cipher)
-	es, err := priv.ECDH(m2.PublicKey())
+	es, err := priv.Decapsulate(m2.PublicKey())
 	if err != nil {
 		return nil, ecdhFailure(err)
 	}
@@ -246,16 +246,14 @@ func (s *Session) freshB(stream io.ReadWriter, g kex.Group, r eno.Result) (*keys
 	if aead == nil {
 		return nil, handshakeErr("no-common-aead", "Init1 offers %v", m1.Ciphers)
 	}
-	priv, err := s.cfg.pool(g).Get()
-	if err != nil {
-		return nil, &HandshakeError{Reason: "internal", Err: err}
-	}
-	// ES first: a bad Pub_A aborts before we send anything (TC-7).
-	es, err := priv.ECDH(m1.PublicKey())
+	// ES first: a bad Pub_A aborts before we send anything (TC-7). Pub_B
+	// is our ephemeral public key, or for a KEM TEP the ciphertext made
+	// for Pub_A (kex.Pool.Encapsulate).
+	es, pubB, err := s.cfg.pool(g).Encapsulate(m1.PublicKey())
 	if err != nil {
 		return nil, ecdhFailure(err)
 	}
-	m2 := Init2{Cipher: aead.ID, Pub: priv.AppendPublic(nil)}
+	m2 := Init2{Cipher: aead.ID, Pub: pubB}
 	if _, err := io.ReadFull(s.cfg.state().rand, m2.NB[:]); err != nil {
 		clear(es)
 		return nil, &HandshakeError{Reason: "internal", Err: err}
@@ -306,8 +304,9 @@ func (s *Session) finishFresh(r eno.Result, ss0 *schedule.SessionSecret, es []by
 func msgFailure(err error) *HandshakeError {
 	var me *MessageError
 	if errors.As(err, &me) {
-		if me.Reason == "bad-public-key" {
-			return &HandshakeError{Reason: "bad-public-key", Err: err} // TC-7
+		switch me.Reason {
+		case "bad-public-key", "bad-ciphertext":
+			return &HandshakeError{Reason: me.Reason, Err: err} // TC-7
 		}
 		return &HandshakeError{Reason: "bad-message", Err: err}
 	}
@@ -315,8 +314,11 @@ func msgFailure(err error) *HandshakeError {
 }
 
 func ecdhFailure(err error) *HandshakeError {
-	if errors.Is(err, kex.ErrZeroSecret) {
+	switch {
+	case errors.Is(err, kex.ErrZeroSecret):
 		return &HandshakeError{Reason: "zero-secret", Err: err} // TC-7, TC-43
+	case errors.Is(err, kex.ErrRandomness):
+		return &HandshakeError{Reason: "internal", Err: err} // TC-48
 	}
 	return &HandshakeError{Reason: "bad-public-key", Err: err}
 }

@@ -135,7 +135,7 @@ func (m *Init2) Marshal() ([]byte, error) {
 }
 
 // Unmarshal parses exactly one whole Init2 whose Pub_B belongs to g (see
-// Init1.Unmarshal).
+// Init1.Unmarshal): B's public key, or for a KEM TEP its ciphertext.
 func (m *Init2) Unmarshal(b []byte, g kex.Group) error {
 	const name = "init2"
 	if err := checkHeader(name, b, Init2Magic); err != nil {
@@ -152,7 +152,7 @@ func (m *Init2) Unmarshal(b []byte, g kex.Group) error {
 	var nb [NonceLen]byte
 	copy(nb[:], rest)
 	rest = rest[NonceLen:]
-	pub, used, err := readPublic(name, g, rest)
+	pub, used, err := readReply(name, g, rest)
 	if err != nil {
 		return err
 	}
@@ -195,10 +195,30 @@ func readPublic(name string, g kex.Group, b []byte) (*kex.PublicKey, int, error)
 	return pub, used, nil
 }
 
+// readReply parses Pub_B at the start of b: a public key, or for a KEM
+// TEP a ciphertext, whose rejection has its own reason, "bad-ciphertext".
+func readReply(name string, g kex.Group, b []byte) (*kex.PublicKey, int, error) {
+	if g == nil {
+		return nil, 0, msgErr(name, "bad-public-key", "no key-agreement group")
+	}
+	pub, used, err := g.ReadReply(b)
+	if err != nil {
+		reason := "bad-public-key"
+		if errors.Is(err, kex.ErrInvalidCiphertext) {
+			reason = "bad-ciphertext"
+		}
+		return nil, 0, &MessageError{Message: name, Reason: reason, Err: err}
+	}
+	if used <= 0 || used > len(b) {
+		return nil, 0, msgErr(name, "bad-public-key", "group reported %d bytes of %d", used, len(b))
+	}
+	return pub, used, nil
+}
+
 // minInit1Len and minInit2Len are the shortest well-formed messages for
 // group g: one cipher, no ignored bytes.
 func minInit1Len(g kex.Group) int { return initHeaderLen + 1 + cipherIDLen + NonceLen + g.PublicLen() }
-func minInit2Len(g kex.Group) int { return initHeaderLen + cipherIDLen + NonceLen + g.PublicLen() }
+func minInit2Len(g kex.Group) int { return initHeaderLen + cipherIDLen + NonceLen + g.ReplyLen() }
 
 // readMessage reads one whole Init message from a byte stream: the 8-byte
 // header first, whose magic and message_len are checked before any more is

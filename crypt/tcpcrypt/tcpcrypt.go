@@ -44,6 +44,7 @@ type Config struct {
 	// TEPs lists our key-agreement TEPs in increasing order of preference,
 	// the order B's SYN option lists them (RFC 8547 §4.5). Default:
 	// P-521, P-256, X448, X25519 (X25519 preferred; the only MUST, TC-44).
+	// The experimental kex.X25519MLKEM768 is used only when listed here.
 	TEPs []kex.ID
 	// AEADs lists our AEAD algorithms, most preferred first: A offers them
 	// in this order in Init1; B picks the first one A also listed
