@@ -53,6 +53,7 @@ type Config struct {
 	Log      Log
 	Runtime  Runtime
 	TCP      TCP
+	Limits   Limits
 }
 
 // Device describes the TUN device and its addresses.
@@ -137,6 +138,32 @@ type TCP struct {
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
 }
+
+// Limits bound what remote hosts, hostile ones included, can make the
+// daemon hold.
+type Limits struct {
+	// ENOFlows bounds the connections with ENO state in the stack,
+	// half-open ones included; ENOFlowsOutboundReserve of them only
+	// outbound connections (the forwarder's) may use, so a SYN flood
+	// cannot stop the daemon from dialling.
+	ENOFlows                int
+	ENOFlowsOutboundReserve int
+	// HalfOpenPerSource bounds the inbound connections not yet accepted
+	// per source (an IPv4 address, an IPv6 /64); a new SYN beyond it
+	// evicts the source's oldest.
+	HalfOpenPerSource int
+	// HalfOpenTimeout: an inbound connection whose handshake has not
+	// completed after this long loses its ENO state and is reset.
+	HalfOpenTimeout time.Duration
+}
+
+// Bounds of the [limits] flow keys.
+const (
+	minENOFlows        = 64
+	maxENOFlows        = 1 << 22
+	minHalfOpenTimeout = 3 * time.Second
+	maxHalfOpenTimeout = 2 * time.Minute
+)
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.

@@ -36,6 +36,9 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.TCP.SACKMinRTT != time.Millisecond {
 		t.Errorf("tcp.sack_min_rtt = %v, want 1ms", c.TCP.SACKMinRTT)
 	}
+	if want := (Limits{ENOFlows: 65536, ENOFlowsOutboundReserve: 8192, HalfOpenPerSource: 1024, HalfOpenTimeout: 20 * time.Second}); c.Limits != want {
+		t.Errorf("limits = %+v, want %+v", c.Limits, want)
+	}
 }
 
 func TestOverridesKeepOtherDefaults(t *testing.T) {
@@ -101,6 +104,10 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"cpus", "[runtime]\ncpus = -1", "runtime.cpus", "0 for every CPU"},
 		{"sack rtt negative", "[tcp]\nsack_min_rtt = \"-1ms\"", "tcp.sack_min_rtt", "not a duration"},
 		{"sack rtt long", "[tcp]\nsack_min_rtt = \"1s\"", "tcp.sack_min_rtt", "at most 100ms"},
+		{"eno flows", "[limits]\neno_flows = 10", "limits.eno_flows", "64-4194304"},
+		{"flow reserve", "[limits]\neno_flows = 64\neno_flows_outbound_reserve = 33", "limits.eno_flows_outbound_reserve", "half of limits.eno_flows (32)"},
+		{"per source", "[limits]\nhalf_open_per_source = 0", "limits.half_open_per_source", "use 1 to"},
+		{"half-open timeout", "[limits]\nhalf_open_timeout = \"1s\"", "limits.half_open_timeout", "3s-2m0s"},
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},

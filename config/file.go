@@ -72,6 +72,15 @@ type file struct {
 	TCP struct {
 		SACKMinRTT string `toml:"sack_min_rtt"`
 	} `toml:"tcp"`
+	Limits fileLimits `toml:"limits"`
+}
+
+// fileLimits is the [limits] section.
+type fileLimits struct {
+	ENOFlows                int    `toml:"eno_flows"`
+	ENOFlowsOutboundReserve int    `toml:"eno_flows_outbound_reserve"`
+	HalfOpenPerSource       int    `toml:"half_open_per_source"`
+	HalfOpenTimeout         string `toml:"half_open_timeout"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -289,10 +298,33 @@ func (f *file) validate(name string) (*Config, error) {
 		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
 	}
 
+	v.limits(&f.Limits, &c.Limits)
+
 	if v.err != nil {
 		return nil, v.err
 	}
 	return c, nil
+}
+
+// limits validates the flow-table keys of [limits].
+func (v *validator) limits(in *fileLimits, out *Limits) {
+	if in.ENOFlows < minENOFlows || in.ENOFlows > maxENOFlows {
+		v.fail("limits.eno_flows", "%d is out of range; use %d-%d connections", in.ENOFlows, minENOFlows, maxENOFlows)
+	}
+	if in.ENOFlowsOutboundReserve < 1 || in.ENOFlowsOutboundReserve > in.ENOFlows/2 {
+		v.fail("limits.eno_flows_outbound_reserve", "%d is out of range; use 1 to half of limits.eno_flows (%d)", in.ENOFlowsOutboundReserve, in.ENOFlows/2)
+	}
+	if in.HalfOpenPerSource < 1 || in.HalfOpenPerSource > in.ENOFlows {
+		v.fail("limits.half_open_per_source", "%d is out of range; use 1 to limits.eno_flows (%d)", in.HalfOpenPerSource, in.ENOFlows)
+	}
+	d := v.duration("limits.half_open_timeout", in.HalfOpenTimeout)
+	if d < minHalfOpenTimeout || d > maxHalfOpenTimeout {
+		v.fail("limits.half_open_timeout", "%q is out of range; use %s-%s (a SYN-ACK lost four times needs 15s)", in.HalfOpenTimeout, minHalfOpenTimeout, maxHalfOpenTimeout)
+	}
+	*out = Limits{
+		ENOFlows: in.ENOFlows, ENOFlowsOutboundReserve: in.ENOFlowsOutboundReserve,
+		HalfOpenPerSource: in.HalfOpenPerSource, HalfOpenTimeout: d,
+	}
 }
 
 // hostPrefix parses an address with its prefix length, e.g. "10.0.0.1/24".

@@ -164,6 +164,13 @@ func (s *Stack) passiveFlow(id gvstack.TransportEndpointID) (flowSpec, bool) {
 	return spec, true
 }
 
+// enoListener reports whether a connection with 4-tuple id belongs to a
+// listener whose policy may use ENO with its peer.
+func (s *Stack) enoListener(id gvstack.TransportEndpointID) bool {
+	l := s.listenerFor(id.LocalAddress, id.LocalPort)
+	return l != nil && l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort) != eno.ModeOff
+}
+
 // passiveSpec builds the negotiator (and tcpcrypt session) of a connection
 // we answer.
 func (s *Stack) passiveSpec(mode eno.Mode, peer netip.Addr) flowSpec {
@@ -238,24 +245,31 @@ func (l *Listener) acceptLoop() {
 		if terr != nil {
 			return // listener closed
 		}
+		// Claim the connection's flow before waiting for a handshake
+		// slot: from here on the flow table no longer evicts or expires
+		// it as a half-open one.
+		f, id := l.st.claimAccepted(nep)
 		select {
 		case l.sem <- struct{}{}:
 		case <-l.ctx.Done():
+			if f != nil {
+				l.st.flows.remove(f)
+			}
 			nep.Abort()
 			nep.Close()
 			return
 		}
 		l.wg.Add(1)
-		l.st.work.Go(func() { l.settle(nep, nwq) })
+		l.st.work.Go(func() { l.settle(nep, nwq, f, id) })
 	}
 }
 
 // settle runs ENO's outcome on one accepted connection and queues it for
 // Accept, or hands it to l.handle once the handshake slot is free again. It
 // exits when the connection is queued, handled or dropped.
-func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
+func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue, f *flow, id gvstack.TransportEndpointID) {
 	defer l.wg.Done()
-	c := l.settleConn(ep, wq)
+	c := l.settleConn(ep, wq, f, id)
 	if c != nil && l.handle == nil {
 		l.queue(c) // holding the slot: Accept's backlog stays bounded
 	}
@@ -265,15 +279,32 @@ func (l *Listener) settle(ep tcpip.Endpoint, wq *waiter.Queue) {
 	}
 }
 
-// settleConn runs ENO's outcome on one accepted connection: the settled
-// connection, or nil if it was dropped.
-func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
-	s := l.st
+// claimAccepted finds and claims the flow of a connection the stack
+// accepted: nil if it has none (or the stack has no shim).
+func (s *Stack) claimAccepted(ep tcpip.Endpoint) (*flow, gvstack.TransportEndpointID) {
 	info, _ := ep.Info().(*gvstack.TransportEndpointInfo)
 	var id gvstack.TransportEndpointID
 	if info != nil {
 		id = info.ID
 	}
+	if s.flows == nil {
+		return nil, id
+	}
+	f := s.flows.lookup(id)
+	if f == nil || !s.flows.claim(f) {
+		return nil, id
+	}
+	return f, id
+}
+
+// limitNoFlowAtAccept is the limitLog event of a connection accepted
+// without its ENO state.
+const limitNoFlowAtAccept = "ENO state of an accepted connection was dropped: connection reset"
+
+// settleConn runs ENO's outcome on one accepted connection, whose claimed
+// flow is f (nil: none): the settled connection, or nil if it was dropped.
+func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue, f *flow, id gvstack.TransportEndpointID) *Conn {
+	s := l.st
 	c := &Conn{
 		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
@@ -283,27 +314,33 @@ func (l *Listener) settleConn(ep tcpip.Endpoint, wq *waiter.Queue) *Conn {
 		},
 	}
 	c.Conn = c.stream
-	var f *flow
-	if s.flows != nil {
-		f = s.flows.lookup(id)
-	}
 	if f == nil {
 		reason, detail := eno.ReasonLocal, "stack has no ENO shim"
-		if s.flows != nil {
-			s.counters.NoFlowAtAccept.Add(1)
-			detail = "no ENO state for the connection"
+		if s.flows == nil {
+			c.neg.Reason, c.neg.Detail = reason, detail
+			if c.neg.Mode == eno.ModeRequired {
+				s.counters.RequiredRefusals.Add(1)
+				c.Abort()
+				return nil
+			}
+			return c
 		}
-		c.neg.Reason, c.neg.Detail = reason, detail
-		if c.neg.Mode == eno.ModeRequired {
-			s.counters.RequiredRefusals.Add(1)
-			c.Abort()
-			return nil
+		s.counters.NoFlowAtAccept.Add(1)
+		c.neg.Reason, c.neg.Detail = reason, "no ENO state for the connection"
+		if c.neg.Mode == eno.ModeOff {
+			return c // plain whatever its SYN said
 		}
-		return c
+		// Decision: its flow was evicted or expired (see flowTable), or
+		// its SYN passed without one. Whether it offered ENO, and what
+		// our SYN-ACK answered, is unknown: going on plain could
+		// downgrade a connection both ends meant to encrypt. Reset it;
+		// the client may connect again.
+		s.limits.hit(limitNoFlowAtAccept, "listener", l.addr.String())
+		c.Abort()
+		return nil
 	}
 	c.neg.Mode = f.spec.mode
 	s.observeHandshake(netipFrom(id.RemoteAddress), f)
-	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
 	if err := s.secure(l.ctx, c, f, sess, nil); err != nil {

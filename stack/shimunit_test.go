@@ -48,7 +48,7 @@ func outPacket(b []byte, gso gvstack.GSO) *gvstack.PacketBuffer {
 func TestShimWritePackets(t *testing.T) {
 	var c Counters
 	child := channel.New(16, testMTU, "")
-	flows := newFlowTable(8, time.Minute, time.Minute, time.Now, &c)
+	flows := newFlowTable(flowLimits{max: 8, halfOpen: time.Minute, unclaim: time.Minute}, time.Now, &c, nil)
 	sh := newShim(child, flows, &c, time.Hour)
 	defer sh.stopSweeper()
 	neg := &fakeNeg{opt: eno.NonSYNForm}

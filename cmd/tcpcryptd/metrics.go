@@ -67,10 +67,15 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		enabled:   d("eno_enabled_total", "Connections on which TCP-ENO enabled encryption."),
 		shimSegments: d("shim_segments_total",
 			"ENO shim events on segments: rewritten (ENO option added), no_room, rewrite_error, unregistered_syn, "+
-				"inspected, bad_checksum, out_of_window, syn_data_dropped.", "event"),
+				"inspected, bad_checksum, out_of_window, syn_data_dropped, orphan_synack_dropped (a SYN-ACK of an ENO "+
+				"listener whose flow was evicted or expired, dropped rather than sent without ENO).", "event"),
 		flows: d("shim_flows", "Connections with ENO state in the shim now."),
 		flowEvents: d("shim_flow_events_total",
-			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept.", "event"),
+			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept "+
+				"(accepted without ENO state: reset unless the policy is off), syn_dropped (inbound SYN dropped, no room "+
+				"for its ENO state), evicted (oldest inbound flow not yet accepted evicted for a new SYN), source_evicted "+
+				"(the same, the SYN's source at limits.half_open_per_source), reset (half-open inbound flow freed by a RST), "+
+				"died (half-open inbound connection given up by the stack).", "event"),
 		loops: d("forward_loops_total",
 			"SYNs from the stack's own egress address refused by the forwarder: host routing sent an outer SYN "+
 				"back into the device (no route to its destination outside it)."),
@@ -161,7 +166,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"rewritten", sc.Rewrites.Load()}, {"no_room", sc.NoRoom.Load()}, {"rewrite_error", sc.RewriteErrors.Load()},
 		{"unregistered_syn", sc.Unregistered.Load()}, {"inspected", sc.Inspected.Load()},
 		{"bad_checksum", sc.BadChecksum.Load()}, {"out_of_window", sc.OutOfWindow.Load()},
-		{"syn_data_dropped", sc.SYNDataDropped.Load()},
+		{"syn_data_dropped", sc.SYNDataDropped.Load()}, {"orphan_synack_dropped", sc.OrphanSYNACKs.Load()},
 	} {
 		counter(c.shimSegments, e.v, e.name)
 	}
@@ -171,7 +176,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"created", sc.FlowsCreated.Load()}, {"removed", sc.FlowsRemoved.Load()}, {"expired", sc.FlowsExpired.Load()},
 		{"table_full", sc.FlowTableFull.Load()}, {"replaced", sc.FlowsReplaced.Load()},
-		{"no_flow_at_accept", sc.NoFlowAtAccept.Load()},
+		{"no_flow_at_accept", sc.NoFlowAtAccept.Load()}, {"syn_dropped", sc.SYNsDropped.Load()},
+		{"evicted", sc.FlowsEvicted.Load()}, {"source_evicted", sc.FlowsSourceEvicted.Load()},
+		{"reset", sc.FlowsReset.Load()}, {"died", sc.FlowsDied.Load()},
 	} {
 		counter(c.flowEvents, e.v, e.name)
 	}

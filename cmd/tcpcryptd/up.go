@@ -243,7 +243,7 @@ func (d *daemon) start() error {
 	// 5. Stack, which wraps the device's endpoint in the ENO shim and owns
 	// it from here on.
 	fwd := forwarding(cfg)
-	d.st, err = stack.New(stack.Options{
+	d.st, err = stack.New(withFlowLimits(stack.Options{
 		Link:        d.ep,
 		Addresses:   stackAddresses(cfg),
 		Promiscuous: fwd,
@@ -252,7 +252,7 @@ func (d *daemon) start() error {
 		Logger:      log,
 		OnConnDone:  d.obs.done,
 		SACKMinRTT:  cfg.TCP.SACKMinRTT,
-	})
+	}, cfg.Limits))
 	if err != nil {
 		return err
 	}

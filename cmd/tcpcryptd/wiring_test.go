@@ -11,6 +11,7 @@ import (
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
 	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
+	"github.com/tcpcryptd/tcpcryptd/stack"
 	"github.com/tcpcryptd/tcpcryptd/tun/netcfg"
 )
 
@@ -171,5 +172,14 @@ func TestJournalPath(t *testing.T) {
 	cfg.Control.Socket = "/run/x/ctl"
 	if got := journalPath(cfg); got != "/run/x/ctl.journal" {
 		t.Fatal(got)
+	}
+}
+
+// [limits] reaches the stack's flow-table options.
+func TestFlowLimitsWiring(t *testing.T) {
+	cfg := mustParse(t, "[limits]\neno_flows = 1000\neno_flows_outbound_reserve = 100\nhalf_open_per_source = 8\nhalf_open_timeout = \"5s\"\n")
+	o := withFlowLimits(stack.Options{}, cfg.Limits)
+	if o.MaxFlows != 1000 || o.OutboundFlowReserve != 100 || o.HalfOpenPerSource != 8 || o.InboundHalfOpenTimeout != 5*time.Second {
+		t.Fatalf("options %+v", o)
 	}
 }

@@ -1,0 +1,272 @@
+package stack
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
+)
+
+// Spoofed sources of the flood tests: b's answers to them vanish.
+var (
+	spoofed4 = netip.MustParsePrefix("198.18.0.0/15")
+	spoofed6 = netip.MustParsePrefix("2001:db8:bad::/48")
+)
+
+// enoSYNOpts are the options of a forged SYN offering ENO: MSS, SACK-permitted,
+// timestamps, window scale, then NOP and an ENO option with one TEP
+// suboption (X25519, 0x23).
+var enoSYNOpts = append(append([]byte{}, synOpts...), 1, 69, 3, 0x23)
+
+// forgeTCP builds an IPv4 or IPv6 TCP packet from src to dst with valid
+// checksums.
+func forgeTCP(src, dst netip.AddrPort, flags header.TCPFlags, seq, ack uint32, opts []byte) []byte {
+	if len(opts)%4 != 0 {
+		panic("options must be padded")
+	}
+	v6 := src.Addr().Is6()
+	tcpLen := header.TCPMinimumSize + len(opts)
+	ipHdr := header.IPv4MinimumSize
+	if v6 {
+		ipHdr = header.IPv6MinimumSize
+	}
+	b := make([]byte, ipHdr+tcpLen)
+	s, d := addrFrom(src.Addr()), addrFrom(dst.Addr())
+	if v6 {
+		header.IPv6(b).Encode(&header.IPv6Fields{
+			PayloadLength: uint16(tcpLen), TransportProtocol: header.TCPProtocolNumber,
+			HopLimit: 64, SrcAddr: s, DstAddr: d,
+		})
+	} else {
+		ip := header.IPv4(b)
+		ip.Encode(&header.IPv4Fields{
+			TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber),
+			SrcAddr: s, DstAddr: d,
+		})
+		ip.SetChecksum(^ip.CalculateChecksum())
+	}
+	th := header.TCP(b[ipHdr:])
+	th.Encode(&header.TCPFields{
+		SrcPort: src.Port(), DstPort: dst.Port(), SeqNum: seq, AckNum: ack,
+		DataOffset: uint8(tcpLen), Flags: flags, WindowSize: 65535,
+	})
+	copy(th[header.TCPMinimumSize:], opts)
+	seg := segment{v6: v6, ipHdrLen: ipHdr, tcpHdrLen: tcpLen, ipLen: len(b), src: s, dst: d}
+	th.SetChecksum(^tcpChecksum(b[ipHdr:], &seg))
+	return b
+}
+
+// spoofedSource returns the i-th spoofed source: alternately IPv4 and IPv6,
+// every one a different address (IPv6: a different /64).
+func spoofedSource(i int) netip.AddrPort {
+	port := uint16(1024 + i%60000)
+	if i%2 == 0 {
+		a := spoofed4.Addr().As4()
+		binary.BigEndian.PutUint16(a[2:], uint16(i/2))
+		return netip.AddrPortFrom(netip.AddrFrom4(a), port)
+	}
+	a := spoofed6.Addr().As16()
+	binary.BigEndian.PutUint16(a[6:], uint16(i/2)) // the /64 varies
+	a[15] = 1
+	return netip.AddrPortFrom(netip.AddrFrom16(a), port)
+}
+
+// isn of the i-th spoofed SYN.
+func spoofedISN(i int) uint32 { return 0x1000_0000 + uint32(i)*7919 }
+
+// toSpoofed drops what b sends to the spoofed sources: they never answer.
+func toSpoofed(pk *wiretest.Packet) wiretest.Verdict {
+	if len(pk.Data) < header.IPv4MinimumSize {
+		return wiretest.Verdict{}
+	}
+	var dst netip.Addr
+	if pk.Data[0]>>4 == 6 && len(pk.Data) >= header.IPv6MinimumSize {
+		dst = netip.AddrFrom16([16]byte(pk.Data[24:40]))
+	} else {
+		dst = netip.AddrFrom4([4]byte(pk.Data[16:20]))
+	}
+	return wiretest.Verdict{Drop: spoofed4.Contains(dst) || spoofed6.Contains(dst)}
+}
+
+// echoListener serves echo on l until the test ends; it records whether
+// every accepted connection was encrypted.
+func echoListener(t *testing.T, l *Listener, plain *atomic.Int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.AcceptConn(ctx)
+			if err != nil {
+				return
+			}
+			if !c.Encrypted() {
+				plain.Add(1)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+				c.CloseWrite()
+			}()
+		}
+	}()
+}
+
+// echoOnce dials dst from s, checks the connection is encrypted and that
+// an echo comes back.
+func echoOnce(t *testing.T, s *Stack, dst netip.AddrPort) {
+	t.Helper()
+	c, err := s.Dial(ctxT(t), netip.AddrPort{}, dst, nil)
+	if err != nil {
+		t.Fatalf("dial %v during the flood: %v", dst, err)
+	}
+	defer c.Close()
+	if !c.Encrypted() {
+		t.Fatalf("dial %v during the flood: connection is plain: %+v", dst, c.Negotiation())
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q %v", got, err)
+	}
+}
+
+// A flood of spoofed SYNs offering ENO, from many sources that never
+// answer, at a listener whose flow table is small: legitimate clients of
+// the listener still get encrypted connections (never plain), the stack's
+// own dials still get flow entries, an in-window RST from a spoofed source
+// frees its entry, and the table returns to baseline afterwards.
+func TestSpoofedSYNFlood(t *testing.T) {
+	const maxFlows = 64
+	p := newPair(t, pairOpts{
+		b: func(o *Options) {
+			o.MaxFlows = maxFlows
+			o.OutboundFlowReserve = 8
+			o.HalfOpenPerSource = 4
+			o.InboundHalfOpenTimeout = 2 * time.Second
+			o.SweepInterval = 50 * time.Millisecond
+		},
+		hookBA: toSpoofed,
+	})
+	var plainB, plainA atomic.Int64
+	lb, err := p.b.Listen(netip.Addr{}, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoListener(t, lb, &plainB)
+	la, err := p.a.Listen(netip.Addr{}, 81, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoListener(t, la, &plainA)
+
+	// Fill the table first, then keep flooding while legitimate
+	// connections are made.
+	var sent atomic.Int64
+	flood := func(n int) {
+		for range n {
+			i := int(sent.Add(1)) - 1
+			src := spoofedSource(i)
+			dst := netip.AddrPortFrom(addrB4, 80)
+			if src.Addr().Is6() {
+				dst = netip.AddrPortFrom(addrB6, 80)
+			}
+			p.hub.Inject(p.pb, forgeTCP(src, dst, header.TCPFlagSyn, spoofedISN(i), 0, enoSYNOpts))
+		}
+	}
+	flood(4 * maxFlows)
+	if n := p.b.Flows(); n < maxFlows/2 {
+		t.Fatalf("the flood made only %d flows", n)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopFlood := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	t.Cleanup(stopFlood) // before the pair's cleanup, even on failure
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				flood(8)
+			}
+		}
+	}()
+	for i := range 10 {
+		dstB := netip.AddrPortFrom(addrB4, 80)
+		dstA := netip.AddrPortFrom(addrA4, 81)
+		if i%2 == 1 {
+			dstB, dstA = netip.AddrPortFrom(addrB6, 80), netip.AddrPortFrom(addrA6, 81)
+		}
+		echoOnce(t, p.a, dstB) // a legitimate client of b's listener
+		echoOnce(t, p.b, dstA) // b's own dial (the forwarder's outer leg)
+	}
+	stopFlood()
+	c := p.b.Counters()
+	t.Logf("%d spoofed SYNs; b's counters: %v", sent.Load(), c.Snapshot())
+	if plainB.Load() != 0 || plainA.Load() != 0 {
+		t.Fatalf("plain connections accepted: b %d, a %d", plainB.Load(), plainA.Load())
+	}
+	if c.NoFlowAtAccept.Load() != 0 {
+		t.Fatalf("%d connections accepted without ENO state", c.NoFlowAtAccept.Load())
+	}
+	if c.FlowsEvicted.Load() == 0 {
+		t.Fatal("no half-open flow evicted")
+	}
+
+	// A RST from a spoofed source, exactly in window (what a host that
+	// never sent the SYN answers to our SYN-ACK), frees its entry.
+	last := int(sent.Load()) - 1
+	before := p.b.Flows()
+	src := spoofedSource(last)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	if src.Addr().Is6() {
+		dst = netip.AddrPortFrom(addrB6, 80)
+	}
+	if p.b.flows.lookup(idOf(dst, src)) == nil {
+		t.Fatal("the last spoofed SYN has no flow")
+	}
+	// Out of window first: ignored.
+	p.hub.Inject(p.pb, forgeTCP(src, dst, header.TCPFlagRst, spoofedISN(last)+100000, 0, nil))
+	if p.b.flows.lookup(idOf(dst, src)) == nil {
+		t.Fatal("an out-of-window RST freed the flow")
+	}
+	p.hub.Inject(p.pb, forgeTCP(src, dst, header.TCPFlagRst, spoofedISN(last)+1, 0, nil))
+	if p.b.flows.lookup(idOf(dst, src)) != nil || c.FlowsReset.Load() != 1 {
+		t.Fatalf("the in-window RST did not free the flow (reset %d)", c.FlowsReset.Load())
+	}
+	if p.b.Flows() >= before {
+		t.Fatalf("flows %d after the RST, %d before", p.b.Flows(), before)
+	}
+	// Everything else expires with the half-open connections.
+	waitFor(t, func() bool { return p.b.Flows() == 0 && p.a.Flows() == 0 }, "flows back to baseline")
+}
+
+// idOf is the 4-tuple, as the local stack sees it, of a connection from
+// remote to local.
+func idOf(local, remote netip.AddrPort) gvstack.TransportEndpointID {
+	return gvstack.TransportEndpointID{
+		LocalAddress: addrFrom(local.Addr()), LocalPort: local.Port(),
+		RemoteAddress: addrFrom(remote.Addr()), RemotePort: remote.Port(),
+	}
+}
