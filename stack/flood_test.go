@@ -270,3 +270,101 @@ func idOf(local, remote netip.AddrPort) gvstack.TransportEndpointID {
 		RemoteAddress: addrFrom(remote.Addr()), RemotePort: remote.Port(),
 	}
 }
+
+// The forwarder's outer dials keep their reserved flow entries while a
+// service of the same daemon is flooded with spoofed SYNs offering ENO,
+// and what they relay is encrypted.
+func TestSpoofedSYNFloodForwarder(t *testing.T) {
+	const maxFlows = 32
+	tr := newTrio(t, true, ForwarderOptions{}, nil, func(o *Options) {
+		o.MaxFlows = maxFlows
+		o.OutboundFlowReserve = 4
+		o.InboundHalfOpenTimeout = 2 * time.Second
+		o.SweepInterval = 50 * time.Millisecond
+	})
+	// F's answers to the spoofed sources go towards C's port and vanish.
+	for _, pfx := range []netip.Prefix{spoofed4, spoofed6} {
+		tr.hub.Route(tr.pf, pfx, tr.pc)
+	}
+	tr.hub.SetHook(tr.pf, tr.pc, toSpoofed)
+	var plainF, plainS atomic.Int64
+	svc, err := tr.f.Listen(netip.Addr{}, 443, nil) // a service of F, the flood's target
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoListener(t, svc, &plainF)
+	srv, err := tr.s.Listen(netip.Addr{}, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoListener(t, srv, &plainS)
+
+	for i := range 4 * maxFlows {
+		src := spoofedSource(i)
+		dst := netip.AddrPortFrom(addrF4, 443)
+		if src.Addr().Is6() {
+			dst = netip.AddrPortFrom(addrF6, 443)
+		}
+		tr.hub.Inject(tr.pf, forgeTCP(src, dst, header.TCPFlagSyn, spoofedISN(i), 0, enoSYNOpts))
+	}
+	if n := tr.f.Flows(); n < maxFlows/2 {
+		t.Fatalf("the flood made only %d flows", n)
+	}
+	for _, dst := range []netip.Addr{addrS4, addrS6, addrS4, addrS6} {
+		c, err := tr.c.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(dst, 80), nil)
+		if err != nil {
+			t.Fatalf("forwarded dial to %v during the flood: %v", dst, err)
+		}
+		c.Write([]byte("through"))
+		c.CloseWrite()
+		if got, err := io.ReadAll(c); err != nil || string(got) != "through" {
+			t.Fatalf("forwarded echo %q %v", got, err)
+		}
+		c.Close()
+	}
+	if plainS.Load() != 0 {
+		t.Fatalf("%d outer legs plain", plainS.Load())
+	}
+	if got := tr.s.Counters().Enabled.Load(); got < 4 {
+		t.Fatalf("S enabled ENO on %d connections, want 4", got)
+	}
+	waitFor(t, func() bool { return tr.f.Flows() == 0 }, "F's flows back to baseline")
+}
+
+// A half-open connection whose flow is gone (evicted or expired) while the
+// stack still answers it never sends a SYN-ACK without ENO, which would
+// make the client fall back to plain TCP: the SYN-ACK is dropped, and the
+// client's retransmitted SYN gets a new flow and an encrypted connection.
+func TestOrphanSYNACKDropped(t *testing.T) {
+	var p *pair
+	var dropped atomic.Bool
+	var syns atomic.Int32
+	p = newPair(t, pairOpts{hookAB: func(pk *wiretest.Packet) wiretest.Verdict {
+		// a's first retransmission is lost too, so that b's
+		// retransmitted SYN-ACK comes first.
+		s, ok := wiretest.ParseTCP(pk.Data)
+		return wiretest.Verdict{Drop: ok && s.SYNOnly() && syns.Add(1) == 2}
+	}, hookBA: func(pk *wiretest.Packet) wiretest.Verdict {
+		s, ok := wiretest.ParseTCP(pk.Data)
+		if !ok || !s.SYNACK() || dropped.Swap(true) {
+			return wiretest.Verdict{}
+		}
+		// The first SYN-ACK is lost, and b loses the flow as an
+		// eviction would (without aborting the connection).
+		id := idOf(s.Src, s.Dst)
+		if f := p.b.flows.lookup(id); f != nil {
+			p.b.flows.remove(f)
+		}
+		return wiretest.Verdict{Drop: true}
+	}})
+	client, server := dialAccept(t, p, false, 80, nil, nil)
+	checkEncrypted(t, client, server)
+	for _, s := range p.capBA.Segments() {
+		if s.SYNACK() && len(s.ENO()) == 0 {
+			t.Fatal("b sent a SYN-ACK without ENO")
+		}
+	}
+	if p.b.Counters().OrphanSYNACKs.Load() == 0 {
+		t.Fatalf("no orphan SYN-ACK dropped (counters %v)", p.b.Counters().Snapshot())
+	}
+}

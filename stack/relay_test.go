@@ -46,7 +46,7 @@ var (
 	addrF4, addrF6 = netip.MustParseAddr("10.3.0.1"), netip.MustParseAddr("fd03::1")
 )
 
-func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
+func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook, modF ...func(*Options)) *trio {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -62,7 +62,11 @@ func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.
 	tr := &trio{capFS: wiretest.NewCapture(0), capSF: wiretest.NewCapture(0)}
 	var ec, ef, es *channel.Endpoint
 	tr.c, ec = mk("c", Options{NoENO: true}, netip.MustParsePrefix("10.1.0.1/24"), netip.MustParsePrefix("fd01::1/64"))
-	tr.f, ef = mk("f", Options{Promiscuous: true, Spoofing: true}, netip.MustParsePrefix("10.3.0.1/24"), netip.MustParsePrefix("fd03::1/64"))
+	of := Options{Promiscuous: true, Spoofing: true}
+	for _, m := range modF {
+		m(&of)
+	}
+	tr.f, ef = mk("f", of, netip.MustParsePrefix("10.3.0.1/24"), netip.MustParsePrefix("fd03::1/64"))
 	tr.s, es = mk("s", Options{NoENO: !serverENO}, netip.MustParsePrefix("10.2.0.2/24"), netip.MustParsePrefix("fd02::2/64"))
 	h := wiretest.New(wiretest.Options{Logf: t.Logf})
 	tr.hub = h
