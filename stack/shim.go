@@ -399,6 +399,13 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 		keep = inStrip
 	}
 	synOnly := seg.syn() && !seg.ackf()
+	if synOnly && f != nil && f.kind == flowPassive && !f.sameSYN(seg.seq) && f.handshakeDone() {
+		// Decision: a new SYN for a connection past its handshake (forged
+		// by anyone who knows the 4-tuple) neither replaces its flow nor
+		// reaches its negotiator; the stack answers it with a challenge
+		// ACK (RFC 5961 §4).
+		return keep
+	}
 	if synOnly && (f == nil || f.kind == flowPassive && !f.sameSYN(seg.seq)) {
 		var listened, drop bool
 		if f, listened, drop = s.newPassive(id); f == nil {
@@ -526,6 +533,14 @@ func (f *flow) sameSYN(seq uint32) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.havePeerISN && f.peerISN == seq
+}
+
+// handshakeDone reports whether the passive flow f saw the peer's first
+// ACK or was claimed by an accepted connection.
+func (f *flow) handshakeDone() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.claimed || f.rcvdNonSYN
 }
 
 // orphanSYNACK reports whether the outgoing packet pkt is a SYN-ACK of a
