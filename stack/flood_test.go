@@ -239,6 +239,9 @@ func TestSpoofedSYNFlood(t *testing.T) {
 	if plainB.Load() != 0 || plainA.Load() != 0 {
 		t.Fatalf("plain connections accepted: b %d, a %d", plainB.Load(), plainA.Load())
 	}
+	if h := p.b.HalfOpenFlows(); h > maxFlows-32 {
+		t.Fatalf("%d half-open inbound flows, inbound share %d", h, maxFlows-32)
+	}
 	if c.NoFlowAtAccept.Load() != 0 {
 		t.Fatalf("%d connections accepted without ENO state", c.NoFlowAtAccept.Load())
 	}

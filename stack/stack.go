@@ -403,6 +403,18 @@ func (s *Stack) Flows() int {
 	return s.flows.len()
 }
 
+// HalfOpenFlows returns the number of inbound connections with ENO state
+// whose handshake has not completed and that no listener accepted yet
+// (those a SYN flood holds).
+func (s *Stack) HalfOpenFlows() int {
+	if s.flows == nil {
+		return 0
+	}
+	s.flows.mu.RLock()
+	defer s.flows.mu.RUnlock()
+	return s.flows.embryos.n
+}
+
 // ENO reports whether the stack has the ENO shim.
 func (s *Stack) ENO() bool { return s.shim != nil }
 

@@ -18,6 +18,7 @@ type metricSources struct {
 	counters *stack.Counters
 	table    connTable
 	flows    func() int
+	halfOpen func() int // inbound flows not yet complete nor accepted
 	link     func() link.Stats
 }
 
@@ -30,7 +31,7 @@ type collector struct {
 	ready *atomic.Bool
 
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
-	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
+	authFailures, bytes, fallbacks, enabled, shimSegments, flows, halfOpen, flowEvents, loops, noSACK,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 }
 
@@ -70,6 +71,9 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 				"inspected, bad_checksum, out_of_window, syn_data_dropped, orphan_synack_dropped (a SYN-ACK of an ENO "+
 				"listener whose flow was evicted or expired, dropped rather than sent without ENO).", "event"),
 		flows: d("shim_flows", "Connections with ENO state in the shim now."),
+		halfOpen: d("shim_half_open_flows",
+			"Inbound connections with ENO state whose handshake has not completed, not yet accepted, now "+
+				"(what a SYN flood holds; at most limits.eno_flows minus limits.eno_flows_outbound_reserve)."),
 		flowEvents: d("shim_flow_events_total",
 			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept "+
 				"(accepted without ENO state: reset unless the policy is off), syn_dropped (inbound SYN dropped, no room "+
@@ -96,7 +100,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
-		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
+		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.halfOpen, c.flowEvents,
 		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors} {
 		ch <- d
 	}
@@ -184,6 +188,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if src.flows != nil {
 		gauge(c.flows, float64(src.flows()))
+	}
+	if src.halfOpen != nil {
+		gauge(c.halfOpen, float64(src.halfOpen()))
 	}
 	if src.link != nil {
 		ls := src.link()
