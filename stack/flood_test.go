@@ -12,6 +12,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
 )
@@ -285,8 +286,17 @@ func TestSpoofedSYNFlood(t *testing.T) {
 	if p.b.Flows() >= before {
 		t.Fatalf("flows %d after the RST, %d before", p.b.Flows(), before)
 	}
-	// Everything else expires with the half-open connections.
+	// Everything else expires with the half-open connections, and the
+	// stack holds no half-open connection whose flow is gone.
 	waitFor(t, func() bool { return p.b.Flows() == 0 && p.a.Flows() == 0 }, "flows back to baseline")
+	waitFor(t, func() bool {
+		for _, ep := range p.b.GVisor().RegisteredEndpoints() {
+			if te, ok := ep.(*tcp.Endpoint); ok && te.EndpointState() == tcp.StateSynRecv {
+				return false
+			}
+		}
+		return true
+	}, "no half-open connection left in b's stack")
 }
 
 // idOf is the 4-tuple, as the local stack sees it, of a connection from

@@ -433,12 +433,15 @@ func (t *flowTable) unlist(f *flow) bool {
 	return true
 }
 
-// drop retires the unlisted embryonic flow f and, while there is room,
-// queues its 4-tuple for abortHalfOpen.
+// drop retires the unlisted flow f and, if it is a passive flow nobody
+// claimed, queues its 4-tuple for abortHalfOpen while there is room.
 func (t *flowTable) drop(f *flow) {
 	t.retire(f)
-	if f.kind != flowPassive {
-		return
+	f.mu.Lock()
+	claimed := f.claimed
+	f.mu.Unlock()
+	if f.kind != flowPassive || claimed {
+		return // a connection owns it: never abort that one
 	}
 	select {
 	case t.dead <- f.id:

@@ -578,6 +578,13 @@ func (s *shim) orphanSYNACK(pkt *gvstack.PacketBuffer) bool {
 		return false
 	}
 	s.counters.OrphanSYNACKs.Add(1)
+	// The connection has no use without its flow: abort it (later, on
+	// the sweeper: the stack is sending it now), rather than let the
+	// stack retransmit into this drop until it gives up.
+	select {
+	case s.flows.dead <- id:
+	default:
+	}
 	return true
 }
 
