@@ -148,6 +148,20 @@ type TCP struct {
 
 // Limits bound what hostile peers can make the daemon hold or compute.
 type Limits struct {
+	// ENOFlows bounds the connections with ENO state in the stack,
+	// half-open ones included; ENOFlowsOutboundReserve of them only
+	// outbound connections (the forwarder's) may use, so a SYN flood
+	// cannot stop the daemon from dialling.
+	ENOFlows                int
+	ENOFlowsOutboundReserve int
+	// HalfOpenPerSource bounds the inbound connections not yet accepted
+	// per source (an IPv4 address, an IPv6 /64); a new SYN beyond it
+	// evicts the source's oldest.
+	HalfOpenPerSource int
+	// HalfOpenTimeout: an inbound connection whose handshake has not
+	// completed after this long loses its ENO state and is reset.
+	HalfOpenTimeout time.Duration
+
 	// ResumptionLookAhead is how many resumption secrets past the next
 	// unused one of a chain a passive opener recognises, so that
 	// concurrent connections whose SYNs arrive out of order still resume
@@ -183,6 +197,14 @@ const (
 	minInit1Timeout        = 100 * time.Millisecond
 	maxInit1Timeout        = time.Minute
 	maxHandshakeBudget     = 1_000_000
+)
+
+// Bounds of the [limits] flow keys.
+const (
+	minENOFlows        = 64
+	maxENOFlows        = 1 << 22
+	minHalfOpenTimeout = 3 * time.Second
+	maxHalfOpenTimeout = 2 * time.Minute
 )
 
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is

@@ -39,6 +39,9 @@ func TestDefaultIsValid(t *testing.T) {
 	if l := c.Limits; l.HandshakesPerSource != 32 || l.Init1Timeout != 3*time.Second || l.HandshakeBudgetPerSource != 1000 {
 		t.Errorf("limits = %+v", l)
 	}
+	if l := c.Limits; l.ENOFlows != 65536 || l.ENOFlowsOutboundReserve != 8192 || l.HalfOpenPerSource != 1024 || l.HalfOpenTimeout != 20*time.Second {
+		t.Errorf("flow limits = %+v", l)
+	}
 }
 
 // TestP521OptIn: P-521 is not in the default list (its key exchange costs
@@ -116,6 +119,10 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"cpus", "[runtime]\ncpus = -1", "runtime.cpus", "0 for every CPU"},
 		{"sack rtt negative", "[tcp]\nsack_min_rtt = \"-1ms\"", "tcp.sack_min_rtt", "not a duration"},
 		{"sack rtt long", "[tcp]\nsack_min_rtt = \"1s\"", "tcp.sack_min_rtt", "at most 100ms"},
+		{"eno flows", "[limits]\neno_flows = 10", "limits.eno_flows", "64-4194304"},
+		{"flow reserve", "[limits]\neno_flows = 64\neno_flows_outbound_reserve = 33", "limits.eno_flows_outbound_reserve", "half of limits.eno_flows (32)"},
+		{"per source", "[limits]\nhalf_open_per_source = 0", "limits.half_open_per_source", "use 1 to"},
+		{"half-open timeout", "[limits]\nhalf_open_timeout = \"1s\"", "limits.half_open_timeout", "3s-2m0s"},
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},

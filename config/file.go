@@ -76,17 +76,25 @@ type file struct {
 		KeepaliveInterval string `toml:"keepalive_interval"`
 		KeepaliveCount    int    `toml:"keepalive_count"`
 	} `toml:"tcp"`
-	Limits struct {
-		ResumptionLookAhead   int `toml:"resumption_lookahead"`
-		ResumptionPrefixShare int `toml:"resumption_prefix_share"`
-		// Passive handshakes (services).
-		HandshakesPerSource      int    `toml:"handshakes_per_source"`
-		Init1Timeout             string `toml:"init1_timeout"`
-		HandshakeBudgetPerSource int    `toml:"handshake_budget_per_source"`
-		RelaysOutbound           int    `toml:"relays_outbound"`
-		RelaysInbound            int    `toml:"relays_inbound"`
-		RelaysPerSource          int    `toml:"relays_per_source"`
-	} `toml:"limits"`
+	Limits fileLimits `toml:"limits"`
+}
+
+// fileLimits is the [limits] section.
+type fileLimits struct {
+	ENOFlows                int    `toml:"eno_flows"`
+	ENOFlowsOutboundReserve int    `toml:"eno_flows_outbound_reserve"`
+	HalfOpenPerSource       int    `toml:"half_open_per_source"`
+	HalfOpenTimeout         string `toml:"half_open_timeout"`
+	// Resumption cache.
+	ResumptionLookAhead   int `toml:"resumption_lookahead"`
+	ResumptionPrefixShare int `toml:"resumption_prefix_share"`
+	// Passive handshakes (services).
+	HandshakesPerSource      int    `toml:"handshakes_per_source"`
+	Init1Timeout             string `toml:"init1_timeout"`
+	HandshakeBudgetPerSource int    `toml:"handshake_budget_per_source"`
+	RelaysOutbound           int    `toml:"relays_outbound"`
+	RelaysInbound            int    `toml:"relays_inbound"`
+	RelaysPerSource          int    `toml:"relays_per_source"`
 }
 
 // ifname matches what Linux accepts as an interface name (IFNAMSIZ-1).
@@ -368,6 +376,7 @@ func (f *file) validate(name string) (*Config, error) {
 			v.fail(serviceKey(i, s.Name)+".backend", "%q is routed into the device (%s): the daemon's dial to it would come back to the daemon and chain connections until file descriptors run out; %s", s.Backend, why, fix)
 		}
 	}
+	v.limits(&f.Limits, &c.Limits)
 
 	if v.err != nil {
 		return nil, v.err
@@ -439,6 +448,25 @@ func (v *validator) durationIn(key, s string, lo, hi time.Duration) time.Duratio
 		v.fail(key, "%s is out of range; use %s to %s", d, lo, hi)
 	}
 	return d
+}
+
+// limits validates the flow-table keys of [limits].
+func (v *validator) limits(in *fileLimits, out *Limits) {
+	if in.ENOFlows < minENOFlows || in.ENOFlows > maxENOFlows {
+		v.fail("limits.eno_flows", "%d is out of range; use %d-%d connections", in.ENOFlows, minENOFlows, maxENOFlows)
+	}
+	if in.ENOFlowsOutboundReserve < 1 || in.ENOFlowsOutboundReserve > in.ENOFlows/2 {
+		v.fail("limits.eno_flows_outbound_reserve", "%d is out of range; use 1 to half of limits.eno_flows (%d)", in.ENOFlowsOutboundReserve, in.ENOFlows/2)
+	}
+	if in.HalfOpenPerSource < 1 || in.HalfOpenPerSource > in.ENOFlows {
+		v.fail("limits.half_open_per_source", "%d is out of range; use 1 to limits.eno_flows (%d)", in.HalfOpenPerSource, in.ENOFlows)
+	}
+	d := v.duration("limits.half_open_timeout", in.HalfOpenTimeout)
+	if d < minHalfOpenTimeout || d > maxHalfOpenTimeout {
+		v.fail("limits.half_open_timeout", "%q is out of range; use %s-%s (a SYN-ACK lost four times needs 15s)", in.HalfOpenTimeout, minHalfOpenTimeout, maxHalfOpenTimeout)
+	}
+	out.ENOFlows, out.ENOFlowsOutboundReserve = in.ENOFlows, in.ENOFlowsOutboundReserve
+	out.HalfOpenPerSource, out.HalfOpenTimeout = in.HalfOpenPerSource, d
 }
 
 // hostPrefix parses an address with its prefix length, e.g. "10.0.0.1/24".

@@ -35,7 +35,14 @@ type Counters struct {
 	FlowsExpired   atomic.Uint64 // removed by the half-open / unclaimed timeout
 	FlowTableFull  atomic.Uint64 // flows refused because the table was full
 	FlowsReplaced  atomic.Uint64 // a new SYN for a 4-tuple whose old flow was still listed
-	NoFlowAtAccept atomic.Uint64 // accepted connections whose flow state was gone
+	NoFlowAtAccept atomic.Uint64 // accepted connections whose flow state was gone (reset unless policy is off)
+	// Hostile inbound SYNs (spoofed floods): see flowTable.
+	SYNsDropped        atomic.Uint64 // inbound SYNs dropped: no room for their ENO state (never answered plain)
+	FlowsEvicted       atomic.Uint64 // oldest not-yet-accepted inbound flows evicted for a new SYN (inbound share full)
+	FlowsSourceEvicted atomic.Uint64 // the same, because the SYN's source (address, IPv6 /64) was at its limit
+	FlowsReset         atomic.Uint64 // half-open inbound flows freed by a RST
+	FlowsDied          atomic.Uint64 // half-open inbound flows freed because the stack gave up the connection
+	OrphanSYNACKs      atomic.Uint64 // SYN-ACKs of ENO listeners dropped: their flow was gone (never sent plain)
 
 	// Negotiation outcomes.
 	Enabled   atomic.Uint64
@@ -109,6 +116,12 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"flow-table-full":   c.FlowTableFull.Load(),
 		"flows-replaced":    c.FlowsReplaced.Load(),
 		"no-flow-at-accept": c.NoFlowAtAccept.Load(),
+		"syns-dropped":      c.SYNsDropped.Load(),
+		"flows-evicted":     c.FlowsEvicted.Load(),
+		"flows-src-evicted": c.FlowsSourceEvicted.Load(),
+		"flows-reset":       c.FlowsReset.Load(),
+		"flows-died":        c.FlowsDied.Load(),
+		"orphan-syn-acks":   c.OrphanSYNACKs.Load(),
 		"enabled":           c.Enabled.Load(),
 		"handshakes":        c.Handshakes.Load(),
 		"resumed":           c.Resumed.Load(),

@@ -198,6 +198,14 @@ func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Ses
 			d.Disable(eno.ReasonLocal, "negotiation did not settle in time")
 		}
 	}
+	if f.wasLost() {
+		// The flow was dropped before it settled (evicted, expired,
+		// reset or replaced): the outcome is unknown, and plain TCP
+		// could be a downgrade. Reset the connection.
+		s.counters.NoFlowAtAccept.Add(1)
+		s.abortConn(c, sess)
+		return errors.New("stack: ENO state dropped before the negotiation settled")
+	}
 	res, err := f.spec.neg.Result()
 	if err != nil {
 		var fe *eno.FallbackError

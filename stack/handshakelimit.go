@@ -56,18 +56,6 @@ func tepCost(id kex.ID) float64 {
 // table is full; sources beyond the bound share one bucket (overflow).
 const maxBuckets = 16384
 
-// sourceKey is the unit the per-source limits count: an IPv4 address, or
-// the /64 of an IPv6 address (one subscriber usually owns a whole /64, so a
-// per-address limit would not bound it).
-func sourceKey(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32)
-	}
-	p, _ := a.Prefix(64)
-	return p
-}
-
 // handshakeLimiter holds the stack-wide per-source budget of key-exchange
 // CPU for passive handshakes: a token bucket per source, refilled at rate
 // units per second up to burst.

@@ -355,9 +355,9 @@ func TestSourceKey(t *testing.T) {
 		{"fd00::1", "fd00::ffff:1:2:3"},
 	}
 	for _, c := range same {
-		a, b := sourceKey(netip.MustParseAddr(c[0])), sourceKey(netip.MustParseAddr(c[1]))
+		a, b := sourcePrefix(netip.MustParseAddr(c[0])), sourcePrefix(netip.MustParseAddr(c[1]))
 		if a != b {
-			t.Errorf("sourceKey(%s) = %v, sourceKey(%s) = %v; want one source", c[0], a, c[1], b)
+			t.Errorf("sourcePrefix(%s) = %v, sourcePrefix(%s) = %v; want one source", c[0], a, c[1], b)
 		}
 	}
 	differ := [][2]string{
@@ -365,9 +365,9 @@ func TestSourceKey(t *testing.T) {
 		{"fd00::1", "fd00:0:0:1::1"},
 	}
 	for _, c := range differ {
-		a, b := sourceKey(netip.MustParseAddr(c[0])), sourceKey(netip.MustParseAddr(c[1]))
+		a, b := sourcePrefix(netip.MustParseAddr(c[0])), sourcePrefix(netip.MustParseAddr(c[1]))
 		if a == b {
-			t.Errorf("sourceKey(%s) = sourceKey(%s) = %v; want two sources", c[0], c[1], a)
+			t.Errorf("sourcePrefix(%s) = sourcePrefix(%s) = %v; want two sources", c[0], c[1], a)
 		}
 	}
 }
@@ -375,8 +375,8 @@ func TestSourceKey(t *testing.T) {
 func TestHandshakeLimiterBudget(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	h := newHandshakeLimiter(10, func() time.Time { return now })
-	src := sourceKey(netip.MustParseAddr("192.0.2.1"))
-	other := sourceKey(netip.MustParseAddr("192.0.2.2"))
+	src := sourcePrefix(netip.MustParseAddr("192.0.2.1"))
+	other := sourcePrefix(netip.MustParseAddr("192.0.2.2"))
 	if !h.spend(src, 6) || h.spend(src, 6) {
 		t.Fatal("burst of 10: want 6 allowed, then 6 more refused")
 	}
@@ -400,7 +400,7 @@ func TestHandshakeLimiterBounded(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	h := newHandshakeLimiter(1, func() time.Time { return now })
 	src := func(i int) netip.Prefix {
-		return sourceKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+		return sourcePrefix(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
 	}
 	for i := range maxBuckets {
 		if !h.spend(src(i), 1) {

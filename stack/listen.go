@@ -187,6 +187,13 @@ func (s *Stack) passiveFlow(id gvstack.TransportEndpointID) (flowSpec, bool) {
 	return spec, true
 }
 
+// enoListener reports whether a connection with 4-tuple id belongs to a
+// listener whose policy may use ENO with its peer.
+func (s *Stack) enoListener(id gvstack.TransportEndpointID) bool {
+	l := s.listenerFor(id.LocalAddress, id.LocalPort)
+	return l != nil && l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort) != eno.ModeOff
+}
+
 // passiveSpec builds the negotiator (and tcpcrypt session) of a connection
 // we answer.
 func (s *Stack) passiveSpec(mode eno.Mode, peer netip.Addr) flowSpec {
@@ -283,9 +290,10 @@ const (
 type accepted struct {
 	ep  tcpip.Endpoint
 	wq  *waiter.Queue
-	id  gvstack.TransportEndpointID
-	src netip.Prefix // its source, as the per-source limits count it
-	at  time.Time    // when TCP's handshake completed (Accept)
+	id   gvstack.TransportEndpointID
+	flow *flow       // its claimed ENO state; nil if it has none
+	src  netip.Prefix // its source, as the per-source limits count it
+	at   time.Time    // when TCP's handshake completed (Accept)
 }
 
 // hsWait is one passive handshake holding a slot of its listener.
@@ -328,8 +336,11 @@ func (l *Listener) acceptLoop() {
 		if terr != nil {
 			return // listener closed
 		}
-		id := endpointID(nep)
-		a := &accepted{ep: nep, wq: nwq, id: id, src: sourceKey(netipFrom(id.RemoteAddress)), at: time.Now()}
+		// Claim the connection's flow before waiting for a handshake
+		// slot: from here on the flow table no longer evicts or expires
+		// it as a half-open one.
+		f, id := s.claimAccepted(nep)
+		a := &accepted{ep: nep, wq: nwq, id: id, flow: f, src: sourcePrefix(netipFrom(id.RemoteAddress)), at: time.Now()}
 		switch l.admit(a) {
 		case admitParked:
 			continue
@@ -347,21 +358,11 @@ func (l *Listener) acceptLoop() {
 	}
 }
 
-// endpointID returns an accepted endpoint's 4-tuple.
-func endpointID(ep tcpip.Endpoint) gvstack.TransportEndpointID {
-	if info, ok := ep.Info().(*gvstack.TransportEndpointInfo); ok && info != nil {
-		return info.ID
-	}
-	return gvstack.TransportEndpointID{}
-}
-
 // refuse resets an accepted connection that gets no handshake and forgets
 // its ENO state (nobody will claim it).
 func (l *Listener) refuse(a *accepted) {
-	if fl := l.st.flows; fl != nil {
-		if f := fl.lookup(a.id); f != nil {
-			fl.remove(f)
-		}
+	if a.flow != nil {
+		l.st.flows.remove(a.flow)
 	}
 	a.ep.Abort()
 	a.ep.Close()
@@ -544,11 +545,34 @@ func (l *Listener) settle(w *hsWait) {
 	}
 }
 
-// settleConn runs ENO's outcome on one accepted connection: the settled
-// connection, or nil if it was dropped.
+// claimAccepted finds and claims the flow of a connection the stack
+// accepted: nil if it has none (or the stack has no shim).
+func (s *Stack) claimAccepted(ep tcpip.Endpoint) (*flow, gvstack.TransportEndpointID) {
+	info, _ := ep.Info().(*gvstack.TransportEndpointInfo)
+	var id gvstack.TransportEndpointID
+	if info != nil {
+		id = info.ID
+	}
+	if s.flows == nil {
+		return nil, id
+	}
+	f := s.flows.lookup(id)
+	if f == nil || !s.flows.claim(f) {
+		return nil, id
+	}
+	return f, id
+}
+
+// limitNoFlowAtAccept is the limitLog event of a connection accepted
+// without its ENO state.
+const limitNoFlowAtAccept = "ENO state of an accepted connection was dropped: connection reset"
+
+// settleConn runs ENO's outcome on one accepted connection, whose claimed
+// flow is w.flow (nil: none): the settled connection, or nil if it was
+// dropped.
 func (l *Listener) settleConn(w *hsWait) *Conn {
 	s := l.st
-	ep, wq, id := w.ep, w.wq, w.id
+	ep, wq, id, f := w.ep, w.wq, w.id, w.flow
 	c := &Conn{
 		stream: newTCPStream(ep, wq, s.writes.forAddr(id.RemoteAddress), s.work),
 		neg:    Negotiation{Mode: l.policy.ModeFor(netipFrom(id.LocalAddress), id.LocalPort)},
@@ -558,27 +582,33 @@ func (l *Listener) settleConn(w *hsWait) *Conn {
 		},
 	}
 	c.Conn = c.stream
-	var f *flow
-	if s.flows != nil {
-		f = s.flows.lookup(id)
-	}
 	if f == nil {
 		reason, detail := eno.ReasonLocal, "stack has no ENO shim"
-		if s.flows != nil {
-			s.counters.NoFlowAtAccept.Add(1)
-			detail = "no ENO state for the connection"
+		if s.flows == nil {
+			c.neg.Reason, c.neg.Detail = reason, detail
+			if c.neg.Mode == eno.ModeRequired {
+				s.counters.RequiredRefusals.Add(1)
+				c.Abort()
+				return nil
+			}
+			return c
 		}
-		c.neg.Reason, c.neg.Detail = reason, detail
-		if c.neg.Mode == eno.ModeRequired {
-			s.counters.RequiredRefusals.Add(1)
-			c.Abort()
-			return nil
+		s.counters.NoFlowAtAccept.Add(1)
+		c.neg.Reason, c.neg.Detail = reason, "no ENO state for the connection"
+		if c.neg.Mode == eno.ModeOff {
+			return c // plain whatever its SYN said
 		}
-		return c
+		// Decision: its flow was evicted or expired (see flowTable), or
+		// its SYN passed without one. Whether it offered ENO, and what
+		// our SYN-ACK answered, is unknown: going on plain could
+		// downgrade a connection both ends meant to encrypt. Reset it;
+		// the client may connect again.
+		s.limits.hit(limitNoFlowAtAccept, "listener", l.addr.String())
+		c.Abort()
+		return nil
 	}
 	c.neg.Mode = f.spec.mode
 	s.observeHandshake(netipFrom(id.RemoteAddress), f)
-	s.flows.claim(f)
 	c.release = func() { s.flows.remove(f) }
 	sess, _ := f.spec.sess.(*tcpcrypt.Session)
 	ctx, err := l.awaitPeer(w, c, f)

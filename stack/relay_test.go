@@ -46,9 +46,13 @@ var (
 	addrF4, addrF6 = netip.MustParseAddr("10.3.0.1"), netip.MustParseAddr("fd03::1")
 )
 
-func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
+func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook, modF ...func(*Options)) *trio {
 	t.Helper()
-	return newTrioWith(t, serverENO, Options{}, fo, hookSF)
+	var of Options
+	for _, m := range modF {
+		m(&of)
+	}
+	return newTrioWith(t, serverENO, of, fo, hookSF)
 }
 
 // newTrioWith is newTrio with F's stack options of (Link, Logger,

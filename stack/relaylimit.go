@@ -86,19 +86,6 @@ func newRelayLimiter(o RelayOptions) *relayLimiter {
 	return l
 }
 
-// sourcePrefix is what one source is: an IPv4 address, or the /64 of an
-// IPv6 address (one host can pick any address of its /64 for each
-// connection).
-func sourcePrefix(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := a.BitLen()
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}
-
 // Limit events, counted in Counters and logged through limitLog.
 const (
 	evRelayLimitTotal  = "relay refused: too many relayed connections"

@@ -37,6 +37,12 @@ type shim struct {
 	flows    *flowTable
 	counters *Counters
 	factory  atomic.Pointer[passiveFactory]
+	// abort, if set, aborts the stack's half-open connection with a
+	// 4-tuple whose flow the table dropped (flowTable.dead).
+	abort atomic.Pointer[func(gvstack.TransportEndpointID)]
+	// enoListener, if set, reports whether a connection with this 4-tuple
+	// (local point of view) belongs to a listener that may use ENO.
+	enoListener atomic.Pointer[func(gvstack.TransportEndpointID) bool]
 	// trustRX: the child validates checksums (CapabilityRXChecksumOffload),
 	// so the shim need not check them before feeding a negotiator.
 	trustRX bool
@@ -68,7 +74,12 @@ func newShim(child gvstack.LinkEndpoint, flows *flowTable, c *Counters, sweepEve
 
 func (s *shim) setFactory(f passiveFactory) { s.factory.Store(&f) }
 
-// sweeper drops stale flows until stopSweeper. It exits when s.stop closes.
+func (s *shim) setAbort(f func(gvstack.TransportEndpointID)) { s.abort.Store(&f) }
+
+func (s *shim) setENOListener(f func(gvstack.TransportEndpointID) bool) { s.enoListener.Store(&f) }
+
+// sweeper drops stale flows until stopSweeper, and aborts the half-open
+// connections of flows the table dropped. It exits when s.stop closes.
 func (s *shim) sweeper(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
@@ -81,6 +92,12 @@ func (s *shim) sweeper(every time.Duration) {
 			s.flows.sweep()
 			if f := s.onSweep.Load(); f != nil {
 				(*f)()
+			}
+		case id := <-s.flows.dead:
+			// Unless a new SYN for the same 4-tuple listed a flow
+			// again (its connection is the same endpoint).
+			if a := s.abort.Load(); a != nil && s.flows.lookup(id) == nil {
+				(*a)(id)
 			}
 		}
 	}
@@ -114,6 +131,11 @@ func (s *shim) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	all := pkts.AsSlice()
 	ends := make([]int, 0, len(all))
 	for _, pkt := range all {
+		if s.orphanSYNACK(pkt) {
+			// Dropped on purpose, as if lost on the wire.
+			ends = append(ends, out.Len())
+			continue
+		}
 		repl, drop := s.outgoing(pkt)
 		switch {
 		case drop:
@@ -423,12 +445,21 @@ func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvst
 		s.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
 	}
-	synOnly := seg.syn() && !seg.ackf()
-	if !synOnly && s.flows.busy.Load() == 0 {
+	if seg.rst() {
+		// A RST that resets a half-open connection frees its flow now,
+		// not when the flow expires: the answer of a spoofed SYN's
+		// real owner to our SYN-ACK. The stack sees the RST too.
+		if f := s.flows.lookup(gvstack.TransportEndpointID{
+			LocalPort: seg.dstPort, LocalAddress: seg.dst,
+			RemotePort: seg.srcPort, RemoteAddress: seg.src,
+		}); f != nil && (s.trustRX || checksumsValid(pkt.Data().AsRange().ToSlice(), &seg)) {
+			s.flows.resetBy(f, seg.seq)
+		}
 		s.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
 	}
-	if seg.rst() {
+	synOnly := seg.syn() && !seg.ackf()
+	if !synOnly && s.flows.busy.Load() == 0 {
 		s.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
 	}
@@ -441,6 +472,8 @@ func (s *shim) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gvst
 		s.deliverNoSACK(proto, pkt, &seg)
 	case inRefuse:
 		s.refuse(&seg)
+	case inDrop:
+		// Nothing: the peer retransmits its SYN.
 	default:
 		s.Endpoint.DeliverNetworkPacket(proto, pkt)
 	}
@@ -455,6 +488,7 @@ const (
 	inRefuse                   // answer with a RST; the stack never sees it
 	inClampMSS                 // hand it over with its MSS option lowered (roomForENO)
 	inNoSACK                   // hand it over without SACK-permitted (an inner leg's or a near peer's SYN)
+	inDrop                     // drop it: a SYN for which no ENO state can be kept
 )
 
 // roomForENO is what the non-SYN ENO option takes in a segment: 45 02,
@@ -490,9 +524,19 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 		keep = inStrip
 	}
 	synOnly := seg.syn() && !seg.ackf()
+	if synOnly && f != nil && f.kind == flowPassive && !f.sameSYN(seg.seq) && f.handshakeDone() {
+		// Decision: a new SYN for a connection past its handshake (forged
+		// by anyone who knows the 4-tuple) neither replaces its flow nor
+		// reaches its negotiator; the stack answers it with a challenge
+		// ACK (RFC 5961 §4).
+		return keep
+	}
 	if synOnly && (f == nil || f.kind == flowPassive && !f.sameSYN(seg.seq)) {
-		var listened bool
-		if f, listened = s.newPassive(id); f == nil {
+		var listened, drop bool
+		if f, listened, drop = s.newPassive(id); f == nil {
+			if drop {
+				return inDrop
+			}
 			if !listened && keep == inDeliver {
 				// No listener: a connection the forwarder will take, an
 				// inner leg from the host's kernel. Without SACK,
@@ -507,10 +551,13 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 	if f == nil {
 		return keep
 	}
-	var refused bool
+	var refused, completed bool
 	defer func() { // after f.mu is released
 		if refused {
 			s.flows.remove(f)
+		}
+		if completed {
+			s.flows.completed(f)
 		}
 	}()
 	f.mu.Lock()
@@ -549,6 +596,7 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 	// The negotiator's discard answer is the rule applied above.
 	_ = f.spec.neg.Incoming(seg.syn(), seg.ackf(), opts, seg.payloadLen)
 	if !seg.syn() {
+		completed = f.kind == flowPassive && !f.rcvdNonSYN
 		f.rcvdNonSYN = true
 	}
 	s.flows.update(f)
@@ -612,25 +660,93 @@ func (f *flow) sameSYN(seq uint32) bool {
 	return f.havePeerISN && f.peerISN == seq
 }
 
+// handshakeDone reports whether the passive flow f saw the peer's first
+// ACK or was claimed by an accepted connection.
+func (f *flow) handshakeDone() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.claimed || f.rcvdNonSYN
+}
+
+// orphanSYNACK reports whether the outgoing packet pkt is a SYN-ACK of a
+// listener that may use ENO for a connection without a flow: its flow was
+// evicted or expired while the stack still answers. Such a SYN-ACK must not
+// leave: without ENO it would make the peer fall back to plain TCP (RFC
+// 8547 §4.6), a downgrade. Dropped, it is retransmitted by the stack or
+// provoked again by the peer's retransmitted SYN, which lists a new flow.
+func (s *shim) orphanSYNACK(pkt *gvstack.PacketBuffer) bool {
+	if pkt.TransportProtocolNumber != header.TCPProtocolNumber {
+		return false
+	}
+	th := header.TCP(pkt.TransportHeader().Slice())
+	if len(th) < header.TCPMinimumSize || th.Flags()&(header.TCPFlagSyn|header.TCPFlagAck) != header.TCPFlagSyn|header.TCPFlagAck {
+		return false
+	}
+	nh := pkt.NetworkHeader().Slice()
+	var src, dst tcpip.Address
+	switch {
+	case pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber && len(nh) >= header.IPv4MinimumSize:
+		src, dst = header.IPv4(nh).SourceAddress(), header.IPv4(nh).DestinationAddress()
+	case pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber && len(nh) >= header.IPv6MinimumSize:
+		src, dst = header.IPv6(nh).SourceAddress(), header.IPv6(nh).DestinationAddress()
+	default:
+		return false
+	}
+	id := gvstack.TransportEndpointID{
+		LocalPort: th.SourcePort(), LocalAddress: src,
+		RemotePort: th.DestinationPort(), RemoteAddress: dst,
+	}
+	if s.flows.lookup(id) != nil {
+		return false
+	}
+	if l := s.enoListener.Load(); l == nil || !(*l)(id) {
+		return false
+	}
+	s.counters.OrphanSYNACKs.Add(1)
+	// The connection has no use without its flow: abort it (later, on
+	// the sweeper: the stack is sending it now), rather than let the
+	// stack retransmit into this drop until it gives up.
+	select {
+	case s.flows.dead <- id:
+	default:
+	}
+	return true
+}
+
 // newPassive creates the flow for an incoming SYN through the factory;
 // listened reports whether a listener wanted it (false: the forwarder's).
-func (s *shim) newPassive(id gvstack.TransportEndpointID) (f *flow, listened bool) {
+// drop reports that the SYN must be dropped: the listener may use ENO but
+// no flow could be listed for it.
+//
+// Decision: without a flow the stack would answer the SYN without ENO and
+// the connection would be plain, a downgrade anyone able to fill the table
+// could cause. Dropped, the SYN is retransmitted by its sender and may
+// find room then. SYNs without ENO are dropped too: whether a SYN carried
+// ENO is not known when the connection is accepted, so a connection
+// without a flow is reset there (Listener.settleConn); a dropped SYN gets
+// another chance. Only a listener whose policy is off, for which every
+// connection is plain anyway, takes SYNs without a flow.
+func (s *shim) newPassive(id gvstack.TransportEndpointID) (f *flow, listened, drop bool) {
 	fp := s.factory.Load()
 	if fp == nil {
-		return nil, false
+		return nil, false, false
 	}
 	spec, ok := (*fp)(id)
 	if !ok {
-		return nil, false
+		return nil, false, false
 	}
 	f, err := s.flows.insert(id, flowPassive, spec)
 	if err != nil {
 		if spec.sess != nil {
 			spec.sess.Abandon()
 		}
-		return nil, true
+		if spec.mode == eno.ModeOff {
+			return nil, true, false
+		}
+		s.counters.SYNsDropped.Add(1)
+		return nil, true, true
 	}
-	return f, true
+	return f, true, false
 }
 
 // deliverStripped hands the stack a copy of pkt without its TCP payload.

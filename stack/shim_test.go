@@ -258,27 +258,56 @@ func TestFlowLifecycle(t *testing.T) {
 	if n := p.b.flows.sweep(); n != 0 {
 		t.Fatalf("swept %d fresh flows", n)
 	}
-	advance(DefaultHalfOpenTimeout + time.Second)
+	advance(DefaultInboundHalfOpenTimeout + time.Second)
 	if n := p.b.flows.sweep(); n != 1 || p.b.Flows() != 0 || p.b.Counters().FlowsExpired.Load() != 1 {
 		t.Fatalf("sweep: %d, flows %d", n, p.b.Flows())
 	}
 }
 
-// The flow table is bounded: beyond MaxFlows, new passive flows get no ENO
-// state (the connection falls back) and the drop is counted.
+// The flow table is bounded: beyond MaxFlows, a SYN for which no ENO state
+// can be kept is dropped and counted, never answered plain; its
+// retransmission gets through once there is room, encrypted.
 func TestFlowTableFull(t *testing.T) {
 	p := newPair(t, pairOpts{b: func(o *Options) { o.MaxFlows = 1 }})
 	c1, s1 := dialAccept(t, p, false, 80, nil, nil)
 	checkEncrypted(t, c1, s1)
-	c2, s2 := dialAccept(t, p, false, 81, nil, nil)
-	checkPlain(t, c2, eno.ReasonNoENO)
-	if s2.Negotiation().Encrypted {
-		t.Fatal("second server conn encrypted")
+	l, err := p.b.Listen(addrB4, 81, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if p.b.Counters().FlowTableFull.Load() != 1 || p.b.Counters().NoFlowAtAccept.Load() != 1 {
+	defer l.Close()
+	type res struct {
+		c   *Conn
+		err error
+	}
+	dialed := make(chan res, 1)
+	go func() {
+		c, err := p.a.Dial(ctxT(t), netip.AddrPort{}, netip.AddrPortFrom(addrB4, 81), nil)
+		dialed <- res{c, err}
+	}()
+	waitFor(t, func() bool { return p.b.Counters().SYNsDropped.Load() > 0 }, "a SYN dropped")
+	select {
+	case r := <-dialed:
+		t.Fatalf("dial went through a full table: %+v %v", r.c, r.err)
+	default:
+	}
+	c1.Close()
+	s1.Close()
+	r := <-dialed
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	s2, err := l.AcceptConn(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	checkEncrypted(t, r.c, s2)
+	if got := p.b.Counters().FlowTableFull.Load(); got == 0 || p.b.Counters().NoFlowAtAccept.Load() != 0 {
 		t.Fatalf("counters %v", p.b.Counters().Snapshot())
 	}
-	exchange(t, c2, s2, []byte("still works"), []byte("yes"))
+	exchange(t, r.c, s2, []byte("still works"), []byte("yes"))
 }
 
 // A connection the stack opens without Dial has no registered flow: its SYN

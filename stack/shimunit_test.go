@@ -108,7 +108,7 @@ func TestShimWritePackets(t *testing.T) {
 // every segment.
 func shimWithFlow(t *testing.T, child gvstack.LinkEndpoint, c *Counters, v6 bool) (*shim, *fakeNeg) {
 	t.Helper()
-	flows := newFlowTable(8, time.Minute, time.Minute, time.Now, c)
+	flows := newFlowTable(flowLimits{max: 8, halfOpen: time.Minute, unclaim: time.Minute}, time.Now, c, nil)
 	sh := newShim(child, flows, c, time.Hour)
 	t.Cleanup(sh.stopSweeper)
 	neg := &fakeNeg{opt: eno.NonSYNForm}

@@ -31,15 +31,19 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultNICID            tcpip.NICID = 1
-	DefaultMaxFlows                     = 65536
-	DefaultHalfOpenTimeout              = 75 * time.Second // like a SYN-RCVD/SYN-SENT lifetime
-	DefaultUnclaimedTimeout             = 2 * time.Minute
-	DefaultSweepInterval                = 5 * time.Second
-	DefaultReceiveBufferMax             = 8 << 20
-	DefaultSendBufferMax                = 8 << 20
-	defaultBufferDefault                = 1 << 20
-	defaultBufferMin                    = 4 << 10
+	DefaultNICID           tcpip.NICID = 1
+	DefaultMaxFlows                    = 65536
+	DefaultHalfOpenTimeout             = 75 * time.Second // like a SYN-SENT lifetime
+	// DefaultInboundHalfOpenTimeout covers four lost SYN-ACKs (gVisor
+	// resends after 1, 3, 7 and 15 s).
+	DefaultInboundHalfOpenTimeout = 20 * time.Second
+	DefaultHalfOpenPerSource      = 1024
+	DefaultUnclaimedTimeout       = 2 * time.Minute
+	DefaultSweepInterval          = 5 * time.Second
+	DefaultReceiveBufferMax       = 8 << 20
+	DefaultSendBufferMax          = 8 << 20
+	defaultBufferDefault          = 1 << 20
+	defaultBufferMin              = 4 << 10
 )
 
 // Options configure New. Only Link is required.
@@ -63,8 +67,21 @@ type Options struct {
 
 	// MaxFlows bounds the ENO flow table (default DefaultMaxFlows).
 	MaxFlows int
-	// HalfOpenTimeout drops flows still negotiating after this long;
-	// UnclaimedTimeout drops negotiated flows that no connection took.
+	// OutboundFlowReserve: flow entries only connections we open (Dial,
+	// the forwarder's outer legs) may take; inbound SYNs get at most
+	// MaxFlows minus this (default MaxFlows/8).
+	OutboundFlowReserve int
+	// HalfOpenPerSource bounds the inbound flows not yet accepted per
+	// source (an IPv4 address, an IPv6 /64); a new SYN beyond it evicts
+	// the source's oldest (default DefaultHalfOpenPerSource).
+	HalfOpenPerSource int
+	// InboundHalfOpenTimeout drops inbound flows whose handshake did not
+	// complete after this long, and aborts their half-open connections
+	// (default DefaultInboundHalfOpenTimeout).
+	InboundHalfOpenTimeout time.Duration
+	// HalfOpenTimeout drops outbound flows still negotiating after this
+	// long; UnclaimedTimeout drops negotiated flows that no connection
+	// took.
 	HalfOpenTimeout  time.Duration
 	UnclaimedTimeout time.Duration
 	SweepInterval    time.Duration
@@ -194,13 +211,19 @@ func New(o Options) (*Stack, error) {
 	s.gv.SetTransportProtocolHandler(tcp.ProtocolNumber, s.handleUnclaimed)
 	link := o.Link
 	if !o.NoENO {
-		s.flows = newFlowTable(o.MaxFlows, o.HalfOpenTimeout, o.UnclaimedTimeout, o.Now, &s.counters)
+		s.flows = newFlowTable(flowLimits{
+			max: o.MaxFlows, reserve: o.OutboundFlowReserve, perSource: o.HalfOpenPerSource,
+			halfOpen: o.HalfOpenTimeout, inHalfOpen: o.InboundHalfOpenTimeout, unclaim: o.UnclaimedTimeout,
+		}, o.Now, &s.counters, s.limits)
+		s.flows.alive = func(id gvstack.TransportEndpointID) bool { return s.endpointFor(id) != nil }
 		s.shim = newShim(o.Link, s.flows, &s.counters, o.SweepInterval)
 		s.shim.setFactory(s.passiveFlow)
 		if tc := o.TCPCrypt; tc != nil && tc.Cache != nil {
 			sweep := s.sweepResumption
 			s.shim.onSweep.Store(&sweep)
 		}
+		s.shim.setAbort(s.abortHalfOpen)
+		s.shim.setENOListener(s.enoListener)
 		link = s.shim
 	}
 	if err := s.configureNIC(o, link); err != nil {
@@ -221,6 +244,15 @@ func (o Options) withDefaults() Options {
 	o.Relays = o.Relays.withDefaults()
 	if o.MaxFlows <= 0 {
 		o.MaxFlows = DefaultMaxFlows
+	}
+	if o.OutboundFlowReserve <= 0 {
+		o.OutboundFlowReserve = o.MaxFlows / 8
+	}
+	if o.HalfOpenPerSource <= 0 {
+		o.HalfOpenPerSource = DefaultHalfOpenPerSource
+	}
+	if o.InboundHalfOpenTimeout <= 0 {
+		o.InboundHalfOpenTimeout = DefaultInboundHalfOpenTimeout
 	}
 	if o.HalfOpenTimeout <= 0 {
 		o.HalfOpenTimeout = DefaultHalfOpenTimeout
@@ -359,6 +391,39 @@ func (s *Stack) handleUnclaimed(id gvstack.TransportEndpointID, pkt *gvstack.Pac
 	return false
 }
 
+// endpointFor returns the stack's TCP endpoint with exactly the 4-tuple id
+// (not a listener that would take its packets), or nil.
+func (s *Stack) endpointFor(id gvstack.TransportEndpointID) tcpip.Endpoint {
+	protos := []tcpip.NetworkProtocolNumber{header.IPv6ProtocolNumber}
+	if id.LocalAddress.Len() == 4 {
+		protos = []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber}
+	}
+	for _, p := range protos {
+		te, ok := s.gv.FindTransportEndpoint(p, tcp.ProtocolNumber, id, s.nicID).(tcpip.Endpoint)
+		if !ok {
+			continue
+		}
+		if info, ok := te.Info().(*gvstack.TransportEndpointInfo); ok && info.ID == id {
+			return te
+		}
+	}
+	return nil
+}
+
+// abortHalfOpen resets the half-open connection with 4-tuple id whose ENO
+// flow the table dropped: without its flow the stack would go on answering
+// (its SYN-ACK retransmissions) without ENO. A connection that completed
+// meanwhile has no flow either and is reset when accepted.
+func (s *Stack) abortHalfOpen(id gvstack.TransportEndpointID) {
+	ep := s.endpointFor(id)
+	if ep == nil {
+		return
+	}
+	// Linger 0: the peer gets a RST, not a FIN.
+	ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
+	ep.Abort()
+}
+
 // tcpcrypt returns the tcpcrypt configuration sessions are made from.
 func (s *Stack) tcpcrypt() *tcpcrypt.Config { return s.opts.TCPCrypt }
 
@@ -383,6 +448,18 @@ func (s *Stack) Flows() int {
 		return 0
 	}
 	return s.flows.len()
+}
+
+// HalfOpenFlows returns the number of inbound connections with ENO state
+// whose handshake has not completed and that no listener accepted yet
+// (those a SYN flood holds).
+func (s *Stack) HalfOpenFlows() int {
+	if s.flows == nil {
+		return 0
+	}
+	s.flows.mu.RLock()
+	defer s.flows.mu.RUnlock()
+	return s.flows.embryos.n
 }
 
 // ENO reports whether the stack has the ENO shim.

@@ -18,6 +18,7 @@ type metricSources struct {
 	counters *stack.Counters
 	table    connTable
 	flows    func() int
+	halfOpen func() int // inbound flows not yet complete nor accepted
 	link     func() link.Stats
 }
 
@@ -30,7 +31,7 @@ type collector struct {
 	ready *atomic.Bool
 
 	info, up, active, conns, aborted, refusals, handshakes, handshakeErrors,
-	authFailures, bytes, fallbacks, enabled, shimSegments, flows, flowEvents, loops, noSACK,
+	authFailures, bytes, fallbacks, enabled, shimSegments, flows, halfOpen, flowEvents, loops, noSACK,
 	rekeyFloods,
 	handshakeLimits,
 	relayRefusals, peerTimeouts, backendLoops,
@@ -72,10 +73,18 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		shimSegments: d("shim_segments_total",
 			"ENO shim events on segments: rewritten (ENO option added), no_room (dropped: no room for ENO), rewrite_error, "+
 				"split (cut in two to fit ENO in the MTU), gso_mss_lowered, unregistered_syn, "+
-				"inspected, bad_checksum, out_of_window, syn_data_dropped.", "event"),
+				"inspected, bad_checksum, out_of_window, syn_data_dropped, orphan_synack_dropped (a SYN-ACK of an ENO "+
+				"listener whose flow was evicted or expired, dropped rather than sent without ENO).", "event"),
 		flows: d("shim_flows", "Connections with ENO state in the shim now."),
+		halfOpen: d("shim_half_open_flows",
+			"Inbound connections with ENO state whose handshake has not completed, not yet accepted, now "+
+				"(what a SYN flood holds; at most limits.eno_flows minus limits.eno_flows_outbound_reserve)."),
 		flowEvents: d("shim_flow_events_total",
-			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept.", "event"),
+			"ENO flow table events: created, removed, expired, table_full, replaced, no_flow_at_accept "+
+				"(accepted without ENO state: reset unless the policy is off), syn_dropped (inbound SYN dropped, no room "+
+				"for its ENO state), evicted (oldest inbound flow not yet accepted evicted for a new SYN), source_evicted "+
+				"(the same, the SYN's source at limits.half_open_per_source), reset (half-open inbound flow freed by a RST), "+
+				"died (half-open inbound connection given up by the stack).", "event"),
 		loops: d("forward_loops_total",
 			"SYNs from the stack's own egress address refused by the forwarder: host routing sent an outer SYN "+
 				"back into the device (no route to its destination outside it)."),
@@ -117,7 +126,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
-		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
+		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.halfOpen, c.flowEvents,
 		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
 		c.resumeChains, c.resumeDrops,
 		c.rekeyFloods,
@@ -206,7 +215,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"split", sc.Split.Load()}, {"gso_mss_lowered", sc.GSOMSSLowered.Load()},
 		{"unregistered_syn", sc.Unregistered.Load()}, {"inspected", sc.Inspected.Load()},
 		{"bad_checksum", sc.BadChecksum.Load()}, {"out_of_window", sc.OutOfWindow.Load()},
-		{"syn_data_dropped", sc.SYNDataDropped.Load()},
+		{"syn_data_dropped", sc.SYNDataDropped.Load()}, {"orphan_synack_dropped", sc.OrphanSYNACKs.Load()},
 	} {
 		counter(c.shimSegments, e.v, e.name)
 	}
@@ -216,12 +225,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"created", sc.FlowsCreated.Load()}, {"removed", sc.FlowsRemoved.Load()}, {"expired", sc.FlowsExpired.Load()},
 		{"table_full", sc.FlowTableFull.Load()}, {"replaced", sc.FlowsReplaced.Load()},
-		{"no_flow_at_accept", sc.NoFlowAtAccept.Load()},
+		{"no_flow_at_accept", sc.NoFlowAtAccept.Load()}, {"syn_dropped", sc.SYNsDropped.Load()},
+		{"evicted", sc.FlowsEvicted.Load()}, {"source_evicted", sc.FlowsSourceEvicted.Load()},
+		{"reset", sc.FlowsReset.Load()}, {"died", sc.FlowsDied.Load()},
 	} {
 		counter(c.flowEvents, e.v, e.name)
 	}
 	if src.flows != nil {
 		gauge(c.flows, float64(src.flows()))
+	}
+	if src.halfOpen != nil {
+		gauge(c.halfOpen, float64(src.halfOpen()))
 	}
 	if src.link != nil {
 		ls := src.link()

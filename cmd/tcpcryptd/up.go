@@ -256,13 +256,13 @@ func (d *daemon) start() error {
 		Relays:      relayOptions(cfg),
 	}
 	handshakeLimits(&so, cfg.Limits)
-	d.st, err = stack.New(so)
+	d.st, err = stack.New(withFlowLimits(so, cfg.Limits))
 	if err != nil {
 		return err
 	}
 	d.api.setTable(d.st.Table())
 	ep := d.ep
-	d.col.setSources(&metricSources{counters: d.st.Counters(), table: d.st.Table(), flows: d.st.Flows, link: ep.Stats})
+	d.col.setSources(&metricSources{counters: d.st.Counters(), table: d.st.Table(), flows: d.st.Flows, halfOpen: d.st.HalfOpenFlows, link: ep.Stats})
 	d.watchers.Add(1)
 	go func() {
 		defer d.watchers.Done()

@@ -121,6 +121,15 @@ func outboundPolicy(o config.Outbound) *stack.Policy {
 	return p
 }
 
+// withFlowLimits sets o's ENO flow-table limits from [limits].
+func withFlowLimits(o stack.Options, l config.Limits) stack.Options {
+	o.MaxFlows = l.ENOFlows
+	o.OutboundFlowReserve = l.ENOFlowsOutboundReserve
+	o.HalfOpenPerSource = l.HalfOpenPerSource
+	o.InboundHalfOpenTimeout = l.HalfOpenTimeout
+	return o
+}
+
 // servicePolicy is the policy of one service's listener: its mode for
 // every client.
 func servicePolicy(s config.Service) *stack.Policy {

@@ -282,6 +282,11 @@ func (h *Hub) forward(from *Port, data []byte) {
 	}
 }
 
+// Inject delivers the IP packet b to port to's stack at once, as if it had
+// crossed the wire, without hooks: forged traffic (a spoofed SYN flood)
+// that no attached stack sent.
+func (h *Hub) Inject(to *Port, b []byte) { h.deliver(to, b) }
+
 // deliver injects one packet into port to's stack.
 func (h *Hub) deliver(to *Port, b []byte) {
 	if len(b) == 0 {

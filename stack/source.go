@@ -1,0 +1,18 @@
+package stack
+
+import "net/netip"
+
+// sourcePrefix is the unit every per-source limit counts (half-open flows,
+// handshake slots and CPU, relayed connections): an IPv4 address, or the
+// /64 of an IPv6 address, since one subscriber usually owns a whole /64 and
+// can pick any address in it for each connection; a per-address limit
+// would not bound it.
+func sourcePrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
