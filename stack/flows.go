@@ -82,6 +82,10 @@ type flow struct {
 	gotSYNACK  bool
 	sentNonSYN bool
 	pending    []pendingSeg
+	// sndMax: one past the highest sequence number we have sent, while
+	// the shim still sees every segment (not quiet); what a segment of
+	// the peer's may acknowledge (fromPeer).
+	sndMax uint32
 
 	// When our SYN or SYN-ACK left, for the handshake's round-trip time
 	// (peerRTTs); retransmitted: it left more than once, so the time says
@@ -117,6 +121,41 @@ func (f *flow) sentSYN(now time.Time) {
 		f.synSent = now
 	} else {
 		f.synResent = true
+	}
+}
+
+// peerSeqWindow bounds how far past the peer's ISN the sequence number of
+// the first non-SYN segment we accept from it may be: the peer cannot
+// have sent more than our receive window before hearing from us, and
+// the stack's receive buffer is far below this.
+const peerSeqWindow = 16 << 20
+
+// fromPeer reports whether a non-SYN segment is one the connection would
+// accept from its peer: an ACK of data we sent (up to sndMax), with a
+// sequence number at most a window past the peer's ISN. Only such a
+// segment ends the active opener's duty to send ENO (RFC 8547 §4.6): a
+// blind spoofer would have to guess both sequence spaces to end it early
+// and so make B, whose first ACK then lacks ENO, fall back (f.mu held).
+func (f *flow) fromPeer(seq, ack uint32, ackf bool) bool {
+	if !f.haveLocalISN || !f.havePeerISN || !ackf {
+		return false
+	}
+	acked := ack - (f.localISN + 1)
+	inFlight := f.sndMax - (f.localISN + 1)
+	return acked <= inFlight && seq-(f.peerISN+1) < peerSeqWindow
+}
+
+// sent records an outgoing segment's end for fromPeer (f.mu held).
+func (f *flow) sent(seq uint32, n int, syn, fin bool) {
+	end := seq + uint32(n)
+	if syn {
+		end++
+	}
+	if fin {
+		end++
+	}
+	if syn || int32(end-f.sndMax) > 0 {
+		f.sndMax = end
 	}
 }
 

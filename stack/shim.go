@@ -220,6 +220,7 @@ func (s *shim) outgoing(pkt *gvstack.PacketBuffer) (repl []*gvstack.PacketBuffer
 	if seg.syn() {
 		f.localISN, f.haveLocalISN = seg.seq, true
 	}
+	f.sent(seg.seq, seg.payloadLen, seg.syn(), seg.fin())
 	opt := f.spec.neg.Outgoing(seg.syn(), seg.ackf())
 	if !seg.syn() {
 		if opt == nil {
@@ -575,6 +576,15 @@ func (s *shim) incoming(pkt *gvstack.PacketBuffer, hdr []byte, seg *segment) inA
 	}
 	if seg.syn() {
 		f.peerISN, f.havePeerISN = seg.seq, true
+	}
+	if f.kind == flowActive && !seg.syn() && f.gotSYNACK && !f.fromPeer(seg.seq, seg.ack, seg.ackf()) {
+		// Decision: after the SYN-ACK, only a segment the connection
+		// would accept counts as "a non-SYN segment received" (RFC 8547
+		// §4.6), which ends ENO on our segments. A spoofed or stale one
+		// would otherwise end it while the third segment may yet be
+		// lost, and B would fall back on our next ACK.
+		s.counters.OutOfWindow.Add(1)
+		return keep
 	}
 	if f.kind == flowActive && !seg.syn() && f.gotSYNACK && !f.sentNonSYN {
 		// Decision: the stack has yet to answer the SYN-ACK it received

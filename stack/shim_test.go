@@ -443,3 +443,43 @@ func TestConcurrentConnections(t *testing.T) {
 	}
 	t.Logf("%d connections; wire sent %d packets, gVisor a: %d segments sent", n, p.hub.Stats.Sent.Load(), p.a.GVisor().Stats().TCP.SegmentsSent.Value())
 }
+
+// ENO-18: a spoofed non-SYN segment that the connection would not accept
+// (a sequence number far from the peer's) does not end the active opener's
+// ENO on every segment. With the third segment lost too, B decides on a's
+// next segment (Init1): it must still carry ENO, or B falls back while a
+// encrypts.
+func TestENO18_SpoofedSegmentDoesNotEndENO(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		var dropped atomic.Bool
+		p := newPair(t, pairOpts{
+			hookBA: func(pk *wiretest.Packet) wiretest.Verdict {
+				s, ok := wiretest.ParseTCP(pk.Data)
+				if !ok || !s.SYNACK() {
+					return wiretest.Verdict{}
+				}
+				synack := append([]byte(nil), pk.Data...)
+				forged := pk.Data // delivered after synack, out of window
+				wiretest.StripENO(forged)
+				fs, _ := wiretest.ParseTCP(forged)
+				th := header.TCP(forged[len(forged)-len(fs.Payload)-len(fs.Options)-header.TCPMinimumSize:])
+				th.SetFlags(uint8(header.TCPFlagAck))
+				th.SetSequenceNumber(s.Seq + 1 + 1<<30)
+				wiretest.FixTCPChecksum(forged, fs)
+				return wiretest.Verdict{Before: [][]byte{synack}}
+			},
+			hookAB: func(pk *wiretest.Packet) wiretest.Verdict {
+				if s, ok := wiretest.ParseTCP(pk.Data); ok && !s.SYN() && len(s.Payload) == 0 && !dropped.Swap(true) {
+					return wiretest.Verdict{Drop: true} // the third segment
+				}
+				return wiretest.Verdict{}
+			},
+		})
+		client, server := dialAccept(t, p, v6, 80, nil, nil)
+		checkEncrypted(t, client, server)
+		if p.a.Counters().OutOfWindow.Load() == 0 {
+			t.Fatal("the forged segment was not counted out of window")
+		}
+		exchange(t, client, server, []byte("after a forged ACK"), []byte("ok"))
+	}
+}
