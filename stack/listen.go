@@ -288,10 +288,10 @@ const (
 
 // accepted is a connection accepted from gVisor that has no slot yet.
 type accepted struct {
-	ep  tcpip.Endpoint
-	wq  *waiter.Queue
+	ep   tcpip.Endpoint
+	wq   *waiter.Queue
 	id   gvstack.TransportEndpointID
-	flow *flow       // its claimed ENO state; nil if it has none
+	flow *flow        // its claimed ENO state; nil if it has none
 	src  netip.Prefix // its source, as the per-source limits count it
 	at   time.Time    // when TCP's handshake completed (Accept)
 }
