@@ -316,8 +316,8 @@ func (s *Stack) configureTCP(o Options) error {
 	// congestion window (gvisor.dev issue 9778). Measured with
 	// tcpcryptd-bench -only bulk, whose legs are all sub-millisecond: RACK
 	// off everywhere gave 1.35-2.7x the throughput (57 instead of 95 TUN
-	// packets per MB); off on the inner legs only, part of that (README,
-	// Performance). Over real networks the probe timer is sane. The price:
+	// packets per MB); off on the inner legs only, part of that
+	// (docs/performance-history.md). Over real networks the probe timer is sane. The price:
 	// an inner leg that does cross a lossy link (a LAN routed into the
 	// device) recovers from loss without SACK, by duplicate ACKs and RTO.
 	recovery := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)

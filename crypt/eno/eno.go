@@ -19,9 +19,9 @@
 // part through the TEPPolicy interface, and the network stack's link-layer
 // shim calls Negotiator.Outgoing and Negotiator.Incoming.
 //
-// crypt/eno/CONFORMANCE.md maps every item of the ENO checklist
-// (spec/tcp-eno.md §13) to the test that covers it, or to the package that
-// owns it.
+// docs/conformance/rfc8547.md lists every RFC 8547 requirement (ENO-n)
+// with the test that covers it or the reason none applies; the choices
+// made where the RFC leaves room are in docs/decisions.md.
 package eno
 
 import "errors"

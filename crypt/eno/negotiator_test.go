@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// ENO-17, ENO-18, ENO-21, ENO-31: RFC 8547 Figure 9 with bytes from the
-// digest §5.5: A offers P-256 and X25519, B picks X25519.
+// ENO-17, ENO-18, ENO-21, ENO-31: RFC 8547 Figure 9 (§6) rendered in bytes:
+// A offers P-256 and X25519, B picks X25519.
 func TestFigure9SuccessfulHandshake(t *testing.T) {
 	pa, pb := newFakePolicy(), newFakePolicy()
 	a := NewActive(activeCfg(pa, tepP256, tepX25519))

@@ -24,8 +24,8 @@
 // ID layout of §4.2.3 carries that offset unchanged. So the first frame A
 // sends after a 77-byte Init1 has offset 77, and the first frame of a resumed
 // session (no Init messages) has offset 0. The caller passes that starting
-// offset to NewSealer/NewOpener. (Digest §20 item 1 lists this as
-// UNCONFIRMED; the draft-era scslab code measured from the end of Init, which
+// offset to NewSealer/NewOpener. (docs/decisions.md, "Frame offset base";
+// the draft-era scslab code measured from the end of Init, which
 // we do not follow.)
 //
 // Neither type is safe for concurrent use: the connection serialises each

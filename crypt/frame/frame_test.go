@@ -18,7 +18,7 @@ import (
 func TestMaxData(t *testing.T) {
 	for _, a := range allAEADs(t) {
 		if got := MaxData(a); got != 65518 {
-			t.Errorf("MaxData(%v) = %d, want 65518 (digest §8.1)", a.ID, got)
+			t.Errorf("MaxData(%v) = %d, want 65518 (RFC 8548 §4.2)", a.ID, got)
 		}
 	}
 	if got := MaxData(nil); got != 0 {
@@ -56,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, a := range allAEADs(t) {
 		t.Run(a.ID.String(), func(t *testing.T) {
 			for _, d := range []schedule.Direction{schedule.DirAB, schedule.DirBA} {
-				const start = 77 // first frame after a 77-byte Init1 (digest §15.4)
+				const start = 77 // first frame after a 77-byte Init1 (docs/test-vectors.md, frame 0)
 				s, o := pair(t, a, d, start)
 				sizes := []int{0, 1, 15, 16, 17, 1024, MaxData(a) - 2, MaxData(a)}
 				for range 40 {
@@ -147,8 +147,8 @@ func rawAEAD(t *testing.T, id schedule.AEADID, key []byte) cipher.AEAD {
 // TestKnownAnswerLayout rebuilds frames byte for byte from their RFC 8548
 // definition (§3.6 nonce, §4.2 layout, §4.2.1 plaintext, §4.2.2 AD), with
 // the AEAD called directly, and compares them with Seal's output. It covers
-// the digest §15.4 example (offset 77, "hello") and the rekey, FIN and URG
-// variants listed after it.
+// a first frame at offset 77 carrying "hello" (like frame 0 in
+// docs/test-vectors.md) and its rekey, FIN and URG variants.
 func TestKnownAnswerLayout(t *testing.T) {
 	for _, a := range allAEADs(t) {
 		t.Run(a.ID.String(), func(t *testing.T) {

@@ -69,9 +69,9 @@ func DataOffset(urgent bool) int {
 // ErrAfterFIN (TC-31). urgent, if not nil, sets URGp with that 16-bit value.
 //
 // Decision: the urgent field is big-endian. RFC 8548 §4.2.1 draws it as two
-// bytes without naming a byte order (digest §20 item 2); every other
+// bytes without naming a byte order (see docs/decisions.md); every other
 // integer in the RFC (clen, offset, message lengths) is big-endian, as is
-// TCP's own urgent pointer. What the value means (digest §20 item 3) is the
+// TCP's own urgent pointer. What the value means (docs/decisions.md, "Urgent data") is the
 // connection's business: this package only carries it, authenticated.
 //
 // The first frame after Rekey carries rekey = 1 under the new generation's

@@ -65,7 +65,7 @@ func hmacSHA256(key []byte, parts ...[]byte) []byte {
 	return m.Sum(nil)
 }
 
-// TC-8: the derivations spelled out as single HMAC calls (tcpcrypt.md §6.4),
+// TC-8: the derivations spelled out as single HMAC calls (docs/test-vectors.md, "Conventions"),
 // an independent restatement of RFC 8548 §3.1 Figure 1 with K_LEN = 32.
 func TestTC8_HMACInputsSpelledOut(t *testing.T) {
 	ss := SessionSecretFromBytes(bytes.Repeat([]byte{0x5a}, KLen), 3)
@@ -96,7 +96,7 @@ func TestTC8_HMACInputsSpelledOut(t *testing.T) {
 }
 
 // Extract's salt is the HMAC key: swapping the arguments must change the
-// result (the crypto/hkdf argument-order trap, tcpcrypt.md §6.1).
+// result (the crypto/hkdf argument-order trap, docs/test-vectors.md).
 func TestExtractArgumentOrder(t *testing.T) {
 	salt, ikm := []byte("salt-N_A"), []byte("transcript|init1|init2|es")
 	got := Extract(salt, ikm)

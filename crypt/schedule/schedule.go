@@ -29,7 +29,7 @@ const (
 	ConstRekey  = 0x03 // CONST_REKEY: master keys
 	ConstKeyA   = 0x04 // CONST_KEY_A: k_ab
 	ConstKeyB   = 0x05 // CONST_KEY_B: k_ba
-	ConstResume = 0x06 // CONST_RESUME: resumption identifier (0x06, not 0x05; see tcpcrypt.md §6.2)
+	ConstResume = 0x06 // CONST_RESUME: resumption identifier (0x06, not 0x05; RFC 8548 §4.3 Table 1)
 )
 
 // ResumeIDLen is the length of a resumption identifier resume[i]

@@ -73,7 +73,7 @@ type CacheConfig struct {
 	// opener recognises (0 = DefaultLookAhead; negative = none; at most
 	// MaxLookAhead).
 	//
-	// Decision (digest §20 item 7, issue 13): RFC 8548 §3.5 leaves open
+	// Decision (docs/decisions.md, issue 13): RFC 8548 §3.5 leaves open
 	// how far a passive opener searches ahead. An active opener moves to
 	// i+1 after any attempt, including one whose SYN was lost or refused,
 	// and concurrent connections each take their own index, so their SYNs
@@ -414,7 +414,7 @@ func (c *Cache) takeForOffer(peer string, tep kex.ID, aeads []schedule.AEADID) *
 // concurrent SYNs may arrive out of order. Chains whose AEAD is not in
 // aeads are not considered.
 //
-// Decision (digest §20 item 7, refined): answering a skipped secret is
+// Decision (docs/decisions.md, "Resumption look-ahead"): answering a skipped secret is
 // safe under §3.5's single-use rule. The peer offered it in exactly one
 // SYN and has moved past it; we never offer it ourselves (an active opener
 // uses the chain's next secret) and take it out when it matches.

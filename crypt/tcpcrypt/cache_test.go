@@ -83,7 +83,7 @@ func TestCacheBounds(t *testing.T) {
 
 // TestCacheLookAhead: the passive side recognises resume[i..i+LookAhead];
 // a secret it skipped still matches once, and only the newest LookAhead
-// skipped ones are kept, zeroed when pushed out (digest §20 item 7
+// skipped ones are kept, zeroed when pushed out (docs/decisions.md: the look-ahead
 // decision).
 func TestCacheLookAhead(t *testing.T) {
 	c := NewCache(CacheConfig{LookAhead: 2})

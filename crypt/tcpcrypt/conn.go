@@ -368,7 +368,7 @@ func (c *Conn) openLocked(f []byte) error {
 		return err
 	}
 	in.r += len(f)
-	// Decision (digest §20 item 3): urgent data (URGp) is delivered
+	// Decision (docs/decisions.md, "Urgent data"): urgent data (URGp) is delivered
 	// inline and the urgent value is dropped. The RFC's urgent offset is
 	// ambiguous, and the stream APIs we serve (sockets relayed by the
 	// stack) carry no urgent pointer through; we never send URGp.

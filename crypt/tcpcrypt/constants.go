@@ -20,7 +20,7 @@ const (
 	// initHeaderLen is magic(4) + message_len(4) (§4.1).
 	initHeaderLen = 8
 	// cipherIDLen is the width of a sym_cipher identifier (§4.1). Big-endian:
-	// digest §20 item 2 (RFC 8548 uses network byte order for every other
+	// docs/decisions.md (RFC 8548 uses network byte order for every other
 	// multi-byte field; its example values are written 0x0001-style).
 	cipherIDLen = 2
 	// vBit marks a suboption with data (RFC 8547 §4.2).
@@ -31,7 +31,7 @@ const (
 const (
 	// MaxMessageLen bounds message_len of a received Init1/Init2.
 	//
-	// Decision (digest §20 item 5): the RFC sets no maximum. The largest
+	// Decision (docs/decisions.md, "Malformed Init messages"): the RFC sets no maximum. The largest
 	// message a conforming peer sends is an Init1 with 255 ciphers and a
 	// P-521 key, 8+1+510+32+69 = 620 bytes, or 8+1+510+32+1216 = 1767
 	// with the experimental x25519mlkem768 (its Init2 is 8+2+32+1120 =
@@ -53,15 +53,15 @@ const (
 	// SACK-permitted (2), timestamps (10), window scale (3) and a NOP, which
 	// leaves 20 of the 40 option bytes; ENO's kind and length take 2.
 	// Callers that also send a global suboption byte (b or a bit) pass one
-	// less in Config.OfferSpace (digest §14.6).
+	// less in Config.OfferSpace (docs/decisions.md, "SYN option budget").
 	DefaultOfferSpace = 18
 	// DefaultAnswerSpace is the same for B's SYN-ACK, whose ENO option
-	// always carries the global byte with b = 1: 20 - 2 - 1 (digest §14.6).
+	// always carries the global byte with b = 1: 20 - 2 - 1 (docs/decisions.md).
 	DefaultAnswerSpace = 17
 
 	// DefaultRekeyAfter is how many frame bytes we send under one key
 	// generation before rekeying on our own (RFC 8548 gives no number,
-	// digest §20 item 9). 1 GiB is far below the AES-GCM data limit for
+	// docs/decisions.md). 1 GiB is far below the AES-GCM data limit for
 	// deterministic nonces (about 2^38 bytes with 64 KiB frames) and costs
 	// one HMAC chain step per GiB.
 	DefaultRekeyAfter = 1 << 30

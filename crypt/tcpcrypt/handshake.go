@@ -235,7 +235,7 @@ func (s *Session) freshB(stream io.ReadWriter, g kex.Group, r eno.Result) (*keys
 		return nil, msgFailure(err)
 	}
 	// B picks the first of its preferences that A listed (TC-9).
-	// Decision (digest §20 item 5): no common AEAD aborts the connection.
+	// Decision (docs/decisions.md, "Malformed Init messages"): no common AEAD aborts the connection.
 	var aead *schedule.AEAD
 	for _, id := range s.cfg.aeads(s.policy) {
 		if slices.Contains(m1.Ciphers, id) {

@@ -86,7 +86,7 @@ func (m *Init1) Unmarshal(b []byte, g kex.Group) error {
 	k := int(rest[0])
 	rest = rest[1:]
 	if k == 0 {
-		// Decision (digest §20 item 5): an empty sym_cipher_list leaves B
+		// Decision (docs/decisions.md, "Malformed Init messages"): an empty sym_cipher_list leaves B
 		// nothing to choose; the message is malformed and the connection
 		// is aborted.
 		return msgErr(name, "no-ciphers", "nciphers = 0")

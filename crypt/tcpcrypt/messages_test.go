@@ -48,7 +48,7 @@ func testInit2(t testing.TB, g kex.Group, cipher schedule.AEADID, ignored []byte
 }
 
 // TestInit1Layout checks the wire layout of RFC 8548 §4.1 against the
-// digest's worked example (§15.2): X25519, AES-128-GCM and ChaCha20.
+// example of X25519 offering AES-128-GCM and ChaCha20.
 func TestInit1Layout(t *testing.T) {
 	g := mustGroup(t, kex.X25519)
 	b := testInit1(t, g, []schedule.AEADID{schedule.AES128GCM, schedule.ChaCha20Poly1305}, nil)
@@ -66,7 +66,7 @@ func TestInit1Layout(t *testing.T) {
 	}
 }
 
-// TestInit2Layout checks Init2's layout (digest §15.3).
+// TestInit2Layout checks Init2's layout (RFC 8548 §4.1).
 func TestInit2Layout(t *testing.T) {
 	g := mustGroup(t, kex.X25519)
 	b := testInit2(t, g, schedule.AES128GCM, nil)
@@ -179,7 +179,7 @@ func TestMessageNoPrefixParses(t *testing.T) {
 }
 
 // TestMessageErrors: every malformed message gets a *MessageError with the
-// reason (digest §20 item 5 decisions).
+// reason (docs/decisions.md, "Malformed Init messages").
 func TestMessageErrors(t *testing.T) {
 	g := mustGroup(t, kex.X25519)
 	p256 := mustGroup(t, kex.P256)

@@ -13,7 +13,7 @@ import (
 // minShrunkNonceLen is the shortest resumption nonce we shrink to for lack
 // of option space.
 //
-// Decision (SYN option budget, digest §14.6): to fit the option space we
+// Decision (docs/decisions.md, "SYN option budget"): to fit the option space we
 // first drop our other fresh TEP offers (least preferred first: B supported
 // the resumed TEP before, and a resumption offer implies a fresh offer of
 // the same TEP, §3.2), then shorten the nonce, but never below 4 bytes (or
@@ -123,7 +123,7 @@ func (s *Session) offerResumption(teps []kex.ID, space int) (*eno.Suboption, []k
 		ours, peer := resumeHalves(res.ss, res.origRole)
 		s.active = &attempt{tep: teps[i], res: res, ourHalf: ours, peerHalf: peer, ourNonce: nonce}
 		data := append(ours[:], nonce...)
-		// Decision (digest §20 item 8): the resumed TEP is not listed
+		// Decision (docs/decisions.md): the resumed TEP is not listed
 		// again with v = 0; RFC 8547 defines no such repetition, and the
 		// resumption suboption already offers a fresh exchange (§3.2).
 		return &eno.Suboption{TEP: byte(teps[i]), V: true, Data: data},
@@ -217,12 +217,12 @@ func (s *Session) agree(tep kex.ID, data []byte, nonceLen int) (eno.Suboption, b
 // an unsolicited v = 1 answer (we offered no resumption for that TEP) is
 // invalid.
 //
-// Decision (digest §20 item 6): RFC 8548 does not say how A treats a v = 1
+// Decision (docs/decisions.md): RFC 8548 does not say how A treats a v = 1
 // suboption from B when A offered no resumption for that TEP; there is no
 // secret to resume with, so the suboption is invalid, like a mismatching
 // one. A v = 1 suboption from B with fewer than 9 data bytes is likewise
 // invalid at A (the "treat as v = 0" rule of §3.5 binds passive openers
-// only), which also settles digest §20 item 10: a session ID never starts
+// only), which also settles what a session ID's first byte says: it never starts
 // with a v = 1 byte unless the session was resumed.
 func (s *Session) Valid(tep byte, a, b []eno.Suboption) bool {
 	id := kex.ID(tep &^ vBit)

@@ -264,7 +264,7 @@ func TestTC17_ShortResumptionDataIsFresh(t *testing.T) {
 
 // TestTC18_MismatchingHalfRejected: A ignores (finds invalid) a resumption
 // answer whose half does not match; as the only suboption, ENO falls back
-// (TC-18). An unsolicited v = 1 answer is invalid too (digest §20 item 6).
+// (TC-18). An unsolicited v = 1 answer is invalid too (docs/decisions.md).
 func TestTC18_MismatchingHalfRejected(t *testing.T) {
 	checkLeaks(t)
 	cfgA, cfgB := resumeConfigs()

@@ -20,8 +20,8 @@
 // cached secrets reserved for the connection are released.
 //
 // Nothing here starts goroutines or touches the network itself: the caller
-// owns the stream. crypt/tcpcrypt/CONFORMANCE.md maps every item of the
-// tcpcrypt checklist (spec/tcpcrypt.md §17) to its test or owner.
+// owns the stream. docs/conformance/rfc8548.md maps every RFC 8548
+// requirement (TC-n) to its test; docs/decisions.md gives our choices.
 package tcpcrypt
 
 import (

@@ -1,6 +1,6 @@
 // Package link is the gVisor link endpoint between a Linux TUN device and the
-// netstack, built for throughput (DESIGN.md "Performance shape",
-// notes/netstack-on-tun.md §3).
+// netstack, built for throughput (docs/architecture.md; measurements in
+// docs/performance-history.md).
 //
 // The device is opened with IFF_VNET_HDR (wireguard-go's tun.CreateTUN) and the
 // endpoint reads and writes its file descriptor directly, each packet prefixed by a

@@ -3,7 +3,7 @@
 // forwarding sysctls, and nftables NAT (masquerade of the stack's egress, DNAT of host
 // ports to service addresses).
 //
-// It works as desired state applied by reconcile (STYLE.md, tun/): Up computes what
+// It works as desired state applied by reconcile (docs/architecture.md, "Host state"): Up computes what
 // the host should look like for a Spec, reads what is there, adds what is missing
 // and only then deletes what is ours but no longer wanted. Every change is recorded
 // in a journal, which Down replays backwards, so the host ends as it was; the
@@ -13,7 +13,7 @@
 // with RouteProtocol, rule priorities from RulePriority, the nftables table
 // NFTTableName — so it can be recognised.
 //
-// Routing design (DESIGN.md "Safety rules"): a dedicated table holds the Include
+// Routing design (docs/architecture.md): a dedicated table holds the Include
 // prefixes (routes into the device), Exclude prefixes (throw routes: lookup goes on
 // to the main table) and host routes for service addresses; a rule at RulePriority+1
 // sends TCP, and only TCP, to that table, since the stack terminates nothing else.
