@@ -101,24 +101,36 @@ func TestHybridSystemRandomness(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := a.PublicKey()
-	var last []byte
-	for range 3 {
+	// Three encapsulations to one key: every ciphertext differs. A's key is
+	// single-use (erased by its first decapsulation), so only the first
+	// is decapsulated.
+	var cts [][]byte
+	var first []byte
+	for i := range 3 {
 		es, ct, err := p.Encapsulate(pub)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bytes.Equal(ct, last) {
-			t.Fatal("two encapsulations gave the same ciphertext")
+		for _, prev := range cts {
+			if bytes.Equal(ct, prev) {
+				t.Fatal("two encapsulations gave the same ciphertext")
+			}
 		}
-		last = ct
-		reply, _, err := g.ReadReply(ct)
-		if err != nil {
-			t.Fatal(err)
+		cts = append(cts, ct)
+		if i == 0 {
+			first = es
 		}
-		got, err := a.Decapsulate(reply)
-		if err != nil || !bytes.Equal(got, es) || len(es) != g.SecretLen() {
-			t.Fatalf("A %x (%v), B %x", got, err, es)
-		}
+	}
+	reply, _, err := g.ReadReply(cts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Decapsulate(reply)
+	if err != nil || !bytes.Equal(got, first) || len(first) != g.SecretLen() {
+		t.Fatalf("A %x (%v), B %x", got, err, first)
+	}
+	if _, err := a.Decapsulate(reply); err == nil {
+		t.Fatal("a per-connection key decapsulated twice: it must be erased after use")
 	}
 }
 
