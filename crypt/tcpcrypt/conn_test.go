@@ -661,8 +661,13 @@ func TestRekeyAnswerToNonReadingPeer(t *testing.T) {
 
 // FuzzConnRead feeds arbitrary frame bytes after a recorded Init1 to host
 // B. Invariants: no panic; reading ends with ErrAuth or ErrTruncated, or
-// with a clean EOF only if the input starts with the genuine frames
-// (nothing else authenticates a FINp), in which case the data is genuine.
+// with a clean EOF only when what was read is all of A's data (nothing but
+// A's own frames authenticates a FINp). The keys and the data are the same
+// in every process (fixed randomness), but the framing is not: how A's
+// writes and rekey answers fall into frames depends on scheduling, and the
+// fuzzing engine's workers record their own stream while the seeds come
+// from the coordinator's. So a clean EOF is judged by the data, not by the
+// bytes matching this process's recording.
 func FuzzConnRead(f *testing.F) {
 	wire, plain, _, sess := recordStream(f)
 	init1 := initLen(wire)
@@ -679,7 +684,7 @@ func FuzzConnRead(f *testing.F) {
 		}
 		switch {
 		case err == nil:
-			if !bytes.HasPrefix(in, frames) || !bytes.Equal(got, plain) {
+			if !bytes.Equal(got, plain) {
 				t.Fatal("clean EOF on forged input")
 			}
 		case errors.Is(err, ErrAuth), errors.Is(err, ErrTruncated):
