@@ -45,6 +45,7 @@ type options struct {
 	delay        time.Duration
 	rrExchanges  int
 	wireDuration time.Duration
+	rrDuration   time.Duration   // one run of each request/response figure (rr.go)
 	profile      string          // directory for daemon CPU/heap profiles ("" = none)
 	daemonCPUs   int             // runtime.cpus of the daemons (0: their default)
 	ipv6         bool            // every setup carries the traffic over IPv6
@@ -82,7 +83,8 @@ creates and removes.
 
 Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
--delay one-way delay).
+-delay one-way delay), rr (request/response transactions: rate, latency and
+cost per transaction).
 
 flags:
 `)
@@ -101,10 +103,11 @@ flags:
 	fs.DurationVar(&o.delay, "delay", 10*time.Millisecond, "one-way delay on the link for the time-to-first-byte figure")
 	fs.IntVar(&o.rrExchanges, "rr-exchanges", 1000, "100-byte request/response exchanges per wire-bytes run")
 	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
+	fs.DurationVar(&o.rrDuration, "rr-duration", 2*time.Second, "length of one request/response run (rr-1 and rr-32 each)")
 	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "carry every setup's traffic over IPv6 (the topology's fd77:: addresses) instead of IPv4")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
-	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,rr); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,12 +120,16 @@ flags:
 		os.Exit(2)
 	}
 	var err error
-	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb"}); err != nil {
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "rr"}); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
 		os.Exit(2)
 	}
 	if o.setups, err = parseSet(setups, setupNames()); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -setups:", err)
+		os.Exit(2)
+	}
+	if o.rrDuration <= 0 {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -rr-duration must be positive")
 		os.Exit(2)
 	}
 	if o.runs < 1 || o.memRuns < 1 || o.ttfbSamples < 1 || o.idleConns < 1 || o.rateWorkers < 1 {
@@ -218,7 +225,7 @@ func figureDefs(o options) []Figure {
 			Baselines: []string{"kernel", "wireguard-go", "relay-plain"},
 			Method:    fmt.Sprintf("Application bytes per second (10^6), connections set up before the clock starts; uploads are timed until the backend confirms the byte count, downloads count bytes read in %v.", o.bulkDuration)}
 	}
-	return []Figure{
+	return append([]Figure{
 		bulk("bulk-1-up", "Bulk throughput, 1 stream, laptop to server"),
 		bulk("bulk-1-down", "Bulk throughput, 1 stream, server to laptop"),
 		bulk("bulk-8-up", "Bulk throughput, 8 streams, laptop to server"),
@@ -243,7 +250,7 @@ func figureDefs(o options) []Figure {
 			Method: fmt.Sprintf("IP bytes (Ethernet headers removed) both ways on the laptop's link, offloads off so every frame is a real segment, for one connection uploading for %v, handshakes included, divided by the application bytes.", o.wireDuration)},
 		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
-	}
+	}, rrFigureDefs(o)...)
 }
 
 // bench holds one run's state.
@@ -351,6 +358,9 @@ func run(ctx context.Context, o options) error {
 	runErr := b.phaseRouted(ctx)
 	if runErr == nil {
 		runErr = b.phaseImpaired(ctx)
+	}
+	if runErr == nil {
+		runErr = b.phaseRR(ctx)
 	}
 	b.rep.Elapsed = time.Since(b.rep.Started)
 	for _, id := range figureOrder(defs) {

@@ -192,9 +192,10 @@ func TestReportEvaluateGoalSpecs(t *testing.T) {
 
 func TestReportBenchGoals(t *testing.T) {
 	goals := evaluateGoals(nil)
-	// 4 bulk figures × 2 ciphers × 2 refs + 2 connrate + 4 ttfb + 2 rss.
-	if len(goals) != 24 {
-		t.Fatalf("%d goals, want 24", len(goals))
+	// 4 bulk figures × 2 ciphers × 2 refs + 2 connrate + 4 ttfb + 2 rss,
+	// and the request/response goals (rr.go).
+	if want := 24 + len(rrGoals); len(goals) != want {
+		t.Fatalf("%d goals, want %d", len(goals), want)
 	}
 	for _, g := range goals {
 		if g.Known || g.result() != "not measured" {
