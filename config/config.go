@@ -137,9 +137,6 @@ type TCP struct {
 	// run without SACK, so without gVisor's tail loss probes, which misfire
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
-	// AckDelay: how long the TUN device holds a pure ACK in case a data
-	// segment of the same connection follows and carries it. 0: off.
-	AckDelay time.Duration
 	// Keepalive probes the remote peer of every relayed connection once
 	// its leg has been idle for KeepaliveIdle, every KeepaliveInterval;
 	// after KeepaliveCount unanswered probes both legs are reset.
@@ -191,10 +188,6 @@ const (
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.
 const maxSACKMinRTT = 100 * time.Millisecond
-
-// maxAckDelay bounds tcp.ack_delay: far below the 200 ms of kernel TCP's
-// delayed ACK, so a sender that waits for the ACK (Nagle) loses little.
-const maxAckDelay = 10 * time.Millisecond
 
 // maxCPUs bounds runtime.cpus (Go's own limit is far above any machine).
 const maxCPUs = 1024

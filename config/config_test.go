@@ -36,9 +36,6 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.TCP.SACKMinRTT != time.Millisecond {
 		t.Errorf("tcp.sack_min_rtt = %v, want 1ms", c.TCP.SACKMinRTT)
 	}
-	if c.TCP.AckDelay != 0 {
-		t.Errorf("tcp.ack_delay = %v, want 0 (off)", c.TCP.AckDelay)
-	}
 	if l := c.Limits; l.HandshakesPerSource != 32 || l.Init1Timeout != 3*time.Second || l.HandshakeBudgetPerSource != 1000 {
 		t.Errorf("limits = %+v", l)
 	}
@@ -119,7 +116,6 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"cpus", "[runtime]\ncpus = -1", "runtime.cpus", "0 for every CPU"},
 		{"sack rtt negative", "[tcp]\nsack_min_rtt = \"-1ms\"", "tcp.sack_min_rtt", "not a duration"},
 		{"sack rtt long", "[tcp]\nsack_min_rtt = \"1s\"", "tcp.sack_min_rtt", "at most 100ms"},
-		{"ack delay long", "[tcp]\nack_delay = \"20ms\"", "tcp.ack_delay", "at most 10ms"},
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},

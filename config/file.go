@@ -71,7 +71,6 @@ type file struct {
 	} `toml:"runtime"`
 	TCP struct {
 		SACKMinRTT        string `toml:"sack_min_rtt"`
-		AckDelay          string `toml:"ack_delay"`
 		Keepalive         bool   `toml:"keepalive"`
 		KeepaliveIdle     string `toml:"keepalive_idle"`
 		KeepaliveInterval string `toml:"keepalive_interval"`
@@ -298,10 +297,6 @@ func (f *file) validate(name string) (*Config, error) {
 	c.Runtime.CPUs = f.Runtime.CPUs
 
 	c.TCP.SACKMinRTT = v.duration("tcp.sack_min_rtt", f.TCP.SACKMinRTT)
-	c.TCP.AckDelay = v.duration("tcp.ack_delay", f.TCP.AckDelay)
-	if c.TCP.AckDelay > maxAckDelay {
-		v.fail("tcp.ack_delay", "%s is too long; use at most %s (0s = off)", c.TCP.AckDelay, maxAckDelay)
-	}
 	if c.TCP.SACKMinRTT > maxSACKMinRTT {
 		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
 	}

@@ -35,7 +35,6 @@ type collector struct {
 	handshakeLimits,
 	relayRefusals, peerTimeouts, backendLoops,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
-	linkAcksCoalesced         *prometheus.Desc
 	resumeChains, resumeDrops *prometheus.Desc
 }
 
@@ -103,8 +102,6 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 		linkGSO:     d("link_gso_packets_total", "GSO/TSO super-packets through the TUN device unsplit.", "direction"),
 		linkDrops:   d("link_drops_total", "Packets the TUN link endpoint dropped, by reason.", "direction", "reason"),
 		linkErrors:  d("link_errors_total", "read(2)/write(2) failures on the TUN device.", "direction"),
-		linkAcksCoalesced: d("link_acks_coalesced_total",
-			"Pure ACKs held (tcp.ack_delay) and never written because a later segment of the connection carried them."),
 		resumeChains: d("resumption_cache_chains",
 			"Resumption chains (RFC 8548 §3.5) held in the cache, as of the last sweep."),
 		resumeDrops: d("resumption_cache_drops_total",
@@ -121,7 +118,7 @@ func (c *collector) setSources(s *metricSources) { c.src.Store(s) }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.up, c.active, c.conns, c.aborted, c.refusals, c.handshakes,
 		c.handshakeErrors, c.authFailures, c.bytes, c.fallbacks, c.enabled, c.shimSegments, c.flows, c.flowEvents,
-		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors, c.linkAcksCoalesced,
+		c.loops, c.noSACK, c.linkPackets, c.linkBytes, c.linkGSO, c.linkDrops, c.linkErrors,
 		c.resumeChains, c.resumeDrops,
 		c.rekeyFloods,
 		c.handshakeLimits,
@@ -247,7 +244,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.linkErrors, ls.RXReadErrors, "rx")
 		counter(c.linkErrors, ls.TXErrors, "tx")
-		counter(c.linkAcksCoalesced, ls.TXAcksCoalesced)
 	}
 }
 

@@ -236,7 +236,7 @@ func (d *daemon) start() error {
 	}
 
 	// 4. TUN device.
-	d.ep, err = link.Open(cfg.Device.Name, link.Options{MTU: uint32(cfg.Device.MTU), AckDelay: cfg.TCP.AckDelay, Logger: log.With("component", "link")})
+	d.ep, err = link.Open(cfg.Device.Name, link.Options{MTU: uint32(cfg.Device.MTU), Logger: log.With("component", "link")})
 	if err != nil {
 		return fmt.Errorf("TUN device %s: %w", cfg.Device.Name, err)
 	}

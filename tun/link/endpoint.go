@@ -73,9 +73,6 @@ type Options struct {
 	DisableGRO bool
 	// RXBurst overrides DefaultRXBurst when positive.
 	RXBurst int
-	// AckDelay, when positive, holds gVisor's pure ACKs for at most this
-	// long so that a data segment written meanwhile carries them (ackHold).
-	AckDelay time.Duration
 	// Logger receives lifecycle events (never per-packet ones); nil discards.
 	Logger *slog.Logger
 }
@@ -94,7 +91,6 @@ type Endpoint struct {
 	mtu   atomic.Uint32
 
 	stats   counters
-	acks    *ackHold  // nil: pure ACKs go out at once (Options.AckDelay)
 	writers sync.Pool // *writer: per-call write state, so WritePackets needs no lock
 
 	// closed is set by Close before the descriptor is closed; writes then fail fast.
@@ -161,9 +157,6 @@ func NewFromFile(f *os.File, opts Options) (*Endpoint, error) {
 	}
 	e.mtu.Store(opts.MTU)
 	e.writers.New = func() any { return newWriter() }
-	if opts.AckDelay > 0 {
-		e.acks = newAckHold(e, opts.AckDelay)
-	}
 	return e, nil
 }
 
@@ -319,9 +312,6 @@ func (e *Endpoint) Close() {
 			onClose()
 		}
 		e.closed.Store(true)
-		if e.acks != nil {
-			e.acks.stop()
-		}
 		if err := e.closeDevice(); err != nil {
 			e.log.Warn("closing TUN device", "dev", e.name, "err", err)
 		}

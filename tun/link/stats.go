@@ -26,9 +26,6 @@ type Stats struct {
 	TXDropBadGSO uint64
 	TXDropHeader uint64
 	TXErrors     uint64 // write(2) failures; the packet is lost
-	// TXAcksCoalesced: pure ACKs held (Options.AckDelay) and then not
-	// written because a later segment of the connection carried them.
-	TXAcksCoalesced uint64
 }
 
 // RXDrops is the sum of all inbound drop counters.
@@ -48,7 +45,6 @@ type counters struct {
 	rxDrops                                                            [numRxVerdicts]atomic.Uint64
 
 	txPackets, txBytes, txGSO, txErrors atomic.Uint64
-	txAcksCoalesced                     atomic.Uint64
 	txDrops                             [numTxVerdicts]atomic.Uint64
 }
 
@@ -73,6 +69,5 @@ func (c *counters) snapshot() Stats {
 		TXDropBadGSO:         c.txDrops[txDropBadGSO].Load(),
 		TXDropHeader:         c.txDrops[txDropHeaders].Load(),
 		TXErrors:             c.txErrors.Load(),
-		TXAcksCoalesced:      c.txAcksCoalesced.Load(),
 	}
 }

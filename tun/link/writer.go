@@ -75,9 +75,6 @@ func (e *Endpoint) writePacket(w *writer, pkt *stack.PacketBuffer) tcpip.Error {
 		return nil
 	}
 	vh.encode(w.vh[:])
-	if e.acks != nil && e.acks.admit(w, pkt, w.vh[:]) {
-		return nil // held: written later, or dropped once data carries it
-	}
 
 	// Gather the packet's views, skipping the unused reserved header space.
 	w.iov = append(w.iov[:0], w.vh[:])
