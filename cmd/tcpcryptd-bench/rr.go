@@ -195,15 +195,19 @@ type syscallCounter struct {
 	out bytes.Buffer
 }
 
+// errNoPerf: perf is not installed, so rr-syscalls is not measured (a note,
+// not a failed run).
+var errNoPerf = errors.New("perf not installed: system calls not counted")
+
 // startSyscallCounter counts the system calls of pids for d; nil without
-// perf or processes.
+// processes.
 func startSyscallCounter(pids []int, d time.Duration) (*syscallCounter, error) {
 	if len(pids) == 0 {
 		return nil, nil
 	}
 	perf, err := exec.LookPath("perf")
 	if err != nil {
-		return nil, fmt.Errorf("no perf to count system calls: %w", err)
+		return nil, errNoPerf
 	}
 	ps := make([]string, len(pids))
 	for i, p := range pids {
@@ -338,6 +342,10 @@ func (b *bench) measureRR(ctx context.Context, spec setupSpec, s Setup, c *clien
 		b.add("rr-cpu", spec.name, us)
 		msg += fmt.Sprintf(", %.1f µs CPU/tx", us)
 		switch {
+		case errors.Is(scErr, errNoPerf):
+			if note := "rr-syscalls: " + scErr.Error(); !slices.Contains(b.notes, note) {
+				b.notes = append(b.notes, note)
+			}
 		case scErr != nil:
 			b.failure(fmt.Sprintf("%s rr-syscalls run %d", spec.name, r+1), scErr)
 			b.add("rr-syscalls", spec.name, math.NaN())
