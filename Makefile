@@ -41,7 +41,7 @@ fuzz:
 
 # The side-by-side benchmark (needs root): tcpcryptd against kernel TCP, its
 # own plain relay, wireguard-go and a TLS 1.3 relay on the same namespaces.
-# Writes bench-results/{report.md,results.json,results.csv}; takes about 20
+# Writes bench-results/{report.md,results.json,results.csv}; takes about 25
 # minutes. BENCHFLAGS passes options, e.g. BENCHFLAGS='-runs 3 -only bulk'
 # (bin/tcpcryptd-bench -h lists them).
 BENCHFLAGS ?=

@@ -127,6 +127,8 @@ func (b *backend) serve(c net.Conn) {
 				return
 			}
 		}
+	case opTransact:
+		serveTransactions(c)
 	case opIdle:
 		if _, err := c.Write([]byte{'i'}); err != nil {
 			return

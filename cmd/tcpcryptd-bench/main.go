@@ -45,6 +45,7 @@ type options struct {
 	delay        time.Duration
 	rrExchanges  int
 	wireDuration time.Duration
+	rrDuration   time.Duration   // one run of each request/response figure (rr.go)
 	profile      string          // directory for daemon CPU/heap profiles ("" = none)
 	daemonCPUs   int             // runtime.cpus of the daemons (0: their default)
 	ipv6         bool            // every setup carries the traffic over IPv6
@@ -87,7 +88,8 @@ creates and removes.
 Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
 -delay one-way delay), flood (connection rate under a spoofed-SYN and a
-stalled-handshake flood, against the same run without them).
+stalled-handshake flood, against the same run without them), rr
+(request/response transactions: rate, latency and cost per transaction).
 
 flags:
 `)
@@ -106,6 +108,7 @@ flags:
 	fs.DurationVar(&o.delay, "delay", 10*time.Millisecond, "one-way delay on the link for the time-to-first-byte figure")
 	fs.IntVar(&o.rrExchanges, "rr-exchanges", 1000, "100-byte request/response exchanges per wire-bytes run")
 	fs.DurationVar(&o.wireDuration, "wire-duration", time.Second, "length of the bulk transfer of one wire-bytes run")
+	fs.DurationVar(&o.rrDuration, "rr-duration", 2*time.Second, "length of one request/response run (rr-1 and rr-32 each)")
 	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "carry every setup's traffic over IPv6 (the topology's fd77:: addresses) instead of IPv4")
 	fs.IntVar(&o.floodRuns, "flood-runs", 3, "runs of the flood figures (each: a connection-rate run, the flood's warm-up, a connection-rate run under the flood)")
@@ -113,7 +116,7 @@ flags:
 	fs.IntVar(&o.floodStall, "flood-stall-rate", 30, "stalled handshakes (ENO negotiated, no Init1 ever) per second in the flood figures (0: none)")
 	fs.DurationVar(&o.floodWarmup, "flood-warmup", 40*time.Second, "how long the flood runs before the flooded connection-rate run (at 2,000 SYN/s a 65,536-entry table fills in 33 s)")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
-	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,flood); default all")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,flood,rr); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,12 +129,16 @@ flags:
 		os.Exit(2)
 	}
 	var err error
-	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "flood"}); err != nil {
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "flood", "rr"}); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
 		os.Exit(2)
 	}
 	if o.setups, err = parseSet(setups, setupNames()); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -setups:", err)
+		os.Exit(2)
+	}
+	if o.rrDuration <= 0 {
+		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -rr-duration must be positive")
 		os.Exit(2)
 	}
 	if o.runs < 1 || o.memRuns < 1 || o.ttfbSamples < 1 || o.idleConns < 1 || o.rateWorkers < 1 || o.floodRuns < 1 {
@@ -238,7 +245,7 @@ func figureDefs(o options) []Figure {
 			Baselines: []string{"kernel", "wireguard-go", "relay-plain"},
 			Method:    fmt.Sprintf("Application bytes per second (10^6), connections set up before the clock starts; uploads are timed until the backend confirms the byte count, downloads count bytes read in %v.", o.bulkDuration)}
 	}
-	return []Figure{
+	return append([]Figure{
 		bulk("bulk-1-up", "Bulk throughput, 1 stream, laptop to server"),
 		bulk("bulk-1-down", "Bulk throughput, 1 stream, server to laptop"),
 		bulk("bulk-8-up", "Bulk throughput, 8 streams, laptop to server"),
@@ -271,7 +278,7 @@ func figureDefs(o options) []Figure {
 			Method: "Connections the laptop daemon counted as ended plain (tcpcryptd_connections_total, outcome plain) during the flooded run; the laptop sees only the legitimate client's connections. Nonzero is a downgrade the attacker caused (policy off: every connection is plain, by configuration)."},
 		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
-	}
+	}, rrFigureDefs(o)...)
 }
 
 // bench holds one run's state.
@@ -386,6 +393,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if runErr == nil {
 		runErr = b.phaseFlood(ctx)
+	}
+	if runErr == nil {
+		runErr = b.phaseRR(ctx)
 	}
 	b.rep.Elapsed = time.Since(b.rep.Started)
 	for _, id := range figureOrder(defs) {

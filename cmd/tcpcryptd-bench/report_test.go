@@ -193,9 +193,9 @@ func TestReportEvaluateGoalSpecs(t *testing.T) {
 func TestReportBenchGoals(t *testing.T) {
 	goals := evaluateGoals(nil)
 	// 4 bulk figures × 2 ciphers × 2 refs + 2 connrate + 4 ttfb + 2 rss
-	// + 2 flood figures × 2 setups.
-	if len(goals) != 28 {
-		t.Fatalf("%d goals, want 28", len(goals))
+	// + 2 flood figures × 2 setups, and the request/response goals (rr.go).
+	if want := 28 + len(rrGoals); len(goals) != want {
+		t.Fatalf("%d goals, want %d", len(goals), want)
 	}
 	for _, g := range goals {
 		if g.Known || g.result() != "not measured" {

@@ -56,7 +56,7 @@ func TestBenchSmoke(t *testing.T) {
 		"-setups", "kernel,relay-plain,tcpcrypt-aes128gcm,tcpcrypt-fresh",
 		"-runs", "1", "-mem-runs", "1", "-bulk-duration", "300ms", "-rate-duration", "300ms",
 		"-idle-conns", "200", "-ttfb-samples", "3", "-delay", delay.String(),
-		"-rr-exchanges", "50", "-wire-duration", "200ms",
+		"-rr-exchanges", "50", "-wire-duration", "200ms", "-rr-duration", "300ms",
 		"-flood-runs", "1", "-flood-warmup", "500ms", "-flood-syn-rate", "200", "-flood-stall-rate", "5")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
@@ -92,7 +92,16 @@ func TestBenchSmoke(t *testing.T) {
 		"flood-connrate":      {"relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
 		"flood-ratio":         {"relay-plain", "tcpcrypt-resumed", "tcpcrypt-fresh"},
 		// Policy off: every connection of the plain relay ends plain.
-		"flood-plain": {"relay-plain"},
+		"flood-plain":    {"relay-plain"},
+		"rr-1":           {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"rr-32":          {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"rr-1-p50":       {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"rr-32-p99":      {"kernel", "relay-plain", "tcpcrypt-aes128gcm"},
+		"rr-cpu":         {"relay-plain", "tcpcrypt-aes128gcm"},
+		"rr-tun-packets": {"relay-plain", "tcpcrypt-aes128gcm"},
+	}
+	if _, err := exec.LookPath("perf"); err == nil {
+		want["rr-syscalls"] = []string{"relay-plain", "tcpcrypt-aes128gcm"}
 	}
 	for fig, setups := range want {
 		for _, s := range setups {
