@@ -273,6 +273,24 @@ func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue, writeSize int, work *work
 	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, writeSize: writeSize, work: work}
 }
 
+// Read is gonet's Read with its error mapped (see streamErr).
+func (t *tcpStream) Read(b []byte) (int, error) {
+	n, err := t.TCPConn.Read(b)
+	if err != nil && err != io.EOF {
+		err = streamErr(err)
+	}
+	return n, err
+}
+
+// Write is gonet's Write with its error mapped (see streamErr).
+func (t *tcpStream) Write(b []byte) (int, error) {
+	n, err := t.TCPConn.Write(b)
+	if err != nil {
+		err = streamErr(err)
+	}
+	return n, err
+}
+
 // Close closes the connection and fires a suspended relay direction's
 // wake-up (gVisor notifies waiters of a close only once the endpoint has
 // reached CLOSED).
