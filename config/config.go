@@ -232,17 +232,30 @@ func Default() *Config {
 
 // Load reads and validates the file at path. Keys it omits keep their
 // default values.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path) }
+
+// LoadWith is Load with command-line overrides applied before validation.
+func LoadWith(path string, ovs ...Override) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, b)
+	return ParseWith(path, b, ovs...)
+}
+
+// DefaultWith validates the embedded default with command-line overrides;
+// unlike Default, the overrides can make it invalid.
+func DefaultWith(ovs ...Override) (*Config, error) {
+	return ParseWith("embedded default", []byte(defaultTOML), ovs...)
 }
 
 // Parse validates the TOML text b; name is used in messages. Keys missing
 // from b keep their default values.
-func Parse(name string, b []byte) (*Config, error) {
+func Parse(name string, b []byte) (*Config, error) { return ParseWith(name, b) }
+
+// ParseWith is Parse with command-line overrides: they replace the file's
+// values before the one validation, which names the flag of a bad value.
+func ParseWith(name string, b []byte, ovs ...Override) (*Config, error) {
 	var f file
 	// Defaults first, then the user's file on top of them.
 	if _, err := toml.Decode(defaultTOML, &f); err != nil {
@@ -264,7 +277,11 @@ func Parse(name string, b []byte) (*Config, error) {
 		return nil, &Error{File: name, Key: keys[0],
 			Msg: fmt.Sprintf("unknown key (unknown keys: %s); see the reference in `tcpcryptd check-config --print-default`", strings.Join(keys, ", "))}
 	}
-	return f.validate(name)
+	flags, err := f.apply(name, ovs)
+	if err != nil {
+		return nil, err
+	}
+	return f.validate(name, flags)
 }
 
 // Error is a configuration error naming the file, the key and what to do.
@@ -272,11 +289,17 @@ type Error struct {
 	File string
 	Line int    // 0 when unknown
 	Key  string // dotted key, e.g. "outbound.include[2]"
+	Flag string // the command-line flag (no dashes) that set Key; "" if the file did
 	Msg  string
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.Flag != "" {
+		// The value came from the command line: the file is beside the point.
+		fmt.Fprintf(&b, "--%s (overrides %s): %s", e.Flag, e.Key, e.Msg)
+		return b.String()
+	}
 	b.WriteString("config ")
 	b.WriteString(e.File)
 	if e.Line > 0 {

@@ -133,7 +133,7 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"stack equals kernel", "[device]\nstack_ipv6 = \"fd7c:e770::1\"", "device.stack_ipv6", "differ"},
 		{"kernel v6 family", "[device]\nkernel_ipv6 = \"10.0.0.1/24\"", "device.kernel_ipv6", "not an IPv6"},
 		{"table", "[device]\nroute_table = 254", "device.route_table", "reserved"},
-		{"priority", "[device]\nrule_priority = 32766", "device.rule_priority", "1-32765"},
+		{"priority", "[device]\nrule_priority = 32766", "device.rule_priority", "1-32763"},
 		{"service listen", "[[service]]\nname=\"w\"\nlisten=\"10.0.0.1\"\nbackend=\"127.0.0.1:1\"", "service \"w\".listen", "address:port"},
 		{"service backend", "[[service]]\nlisten=\"10.0.0.1:1\"\nbackend=\"nowhere\"", "service[0].backend", "host:port"},
 		{"service dup", "[[service]]\nlisten=\"10.0.0.1:1\"\nbackend=\"a:1\"\n[[service]]\nlisten=\"10.0.0.1:1\"\nbackend=\"a:2\"", "service[1].listen", "already used"},

@@ -102,13 +102,14 @@ var ifname = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // validator collects the first error with its key.
 type validator struct {
-	name string
-	err  *Error
+	name  string
+	flags map[string]string // key -> flag that overrode it
+	err   *Error
 }
 
 func (v *validator) fail(key, format string, args ...any) {
 	if v.err == nil {
-		v.err = &Error{File: v.name, Key: key, Msg: fmt.Sprintf(format, args...)}
+		v.err = &Error{File: v.name, Key: key, Flag: v.flags[key], Msg: fmt.Sprintf(format, args...)}
 	}
 }
 
@@ -171,12 +172,12 @@ func (v *validator) names(key string, in, known []string) []string {
 	return slices.Clone(in)
 }
 
-func (f *file) validate(name string) (*Config, error) {
-	v := &validator{name: name}
+func (f *file) validate(name string, flags map[string]string) (*Config, error) {
+	v := &validator{name: name, flags: flags}
 	c := &Config{}
 
 	d := &f.Device
-	if !ifname.MatchString(d.Name) {
+	if !ifname.MatchString(d.Name) || d.Name == "." || d.Name == ".." {
 		v.fail("device.name", "%q is not a valid interface name; use up to 15 letters, digits, '_', '-' or '.'", d.Name)
 	}
 	if d.MTU < 1280 || d.MTU > 65535 {
@@ -193,8 +194,10 @@ func (f *file) validate(name string) (*Config, error) {
 		v.fail("device.route_table", "%d is reserved or out of range; pick an unused table such as 7701", d.RouteTable)
 	}
 	// Priority 0 is the local-table rule; 32766/32767 are main and default.
-	if d.RulePriority < 1 || d.RulePriority >= 32766 {
-		v.fail("device.rule_priority", "%d must be 1-32765 so the rule runs before the main table", d.RulePriority)
+	// The daemon uses rule_priority and the next priorities (maxRulePriority
+	// leaves room for them), all before the main table's rule.
+	if d.RulePriority < 1 || d.RulePriority > maxRulePriority {
+		v.fail("device.rule_priority", "%d must be 1-%d so our rules run before the main table", d.RulePriority, maxRulePriority)
 	}
 
 	o := &f.Outbound
@@ -224,8 +227,14 @@ func (f *file) validate(name string) (*Config, error) {
 		key := serviceKey(i, s.Name)
 		svc := Service{Name: s.Name, Backend: s.Backend, ProxyProtocol: s.ProxyProtocol}
 		ap, err := netip.ParseAddrPort(s.Listen)
-		if err != nil || ap.Port() == 0 {
+		la := ap.Addr()
+		switch {
+		case err != nil || ap.Port() == 0:
 			v.fail(key+".listen", "%q is not address:port; write it like \"10.254.78.1:443\" or \"[fd00::1]:443\"", s.Listen)
+		case la.Zone() != "" || la.Is4In6():
+			v.fail(key+".listen", "%q: write a plain IPv4 or IPv6 address, without zone or IPv4-mapped form", s.Listen)
+		case la.IsLoopback() || la.IsMulticast() || la.IsUnspecified():
+			v.fail(key+".listen", "%q is not a unicast address the device can be routed to; use one such as \"10.254.78.1:443\"", s.Listen)
 		}
 		svc.Listen = ap
 		if _, port, err := net.SplitHostPort(s.Backend); err != nil || port == "" || port == "0" {
@@ -242,6 +251,10 @@ func (f *file) validate(name string) (*Config, error) {
 		for _, prev := range c.Services {
 			if prev.Listen == svc.Listen && svc.Listen.IsValid() {
 				v.fail(key+".listen", "%s is already used by another service; give each service its own address:port", svc.Listen)
+			}
+			// A host port is forwarded to one service per IP family.
+			if svc.HostPort != 0 && prev.HostPort == svc.HostPort && prev.Listen.Addr().Is6() == svc.Listen.Addr().Is6() {
+				v.fail(key+".host_port", "%d is already forwarded to another service of the same IP family; pick another port", svc.HostPort)
 			}
 		}
 		c.Services = append(c.Services, svc)
@@ -296,6 +309,11 @@ func (f *file) validate(name string) (*Config, error) {
 	case "text", "json":
 	default:
 		v.fail("log.format", "%q is not a format; use text or json", f.Log.Format)
+	}
+	if f.Log.KeyLog == "" && v.flags["log.key_log"] != "" {
+		// In the file "" means no key log; a flag given with no file name
+		// is a slip, not a request for none.
+		v.fail("log.key_log", "needs a file name")
 	}
 	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, KeyLog: f.Log.KeyLog}
 
@@ -383,6 +401,11 @@ func (f *file) validate(name string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// maxRulePriority is the highest device.rule_priority: the daemon installs
+// rules at it and the next priority (tun/netcfg's RulePrioritySpan), and the
+// main table's rule is at 32766.
+const maxRulePriority = 32765 - 2
 
 // maxRelays bounds the limits.relays_* keys (a relay holds two TCP
 // endpoints and, inbound, a file descriptor).
@@ -476,12 +499,15 @@ func (v *validator) hostPrefix(key, s string, want4 bool) netip.Prefix {
 		v.fail(key, "%q is not address/length; write it like \"10.254.77.1/24\" or \"fd7c:e770::1/64\"", s)
 		return netip.Prefix{}
 	}
-	if p.Addr().Is4() != want4 {
+	if p.Addr().Is4() != want4 || p.Addr().Zone() != "" || p.Addr().Is4In6() {
 		fam := "IPv6"
 		if want4 {
 			fam = "IPv4"
 		}
 		v.fail(key, "%q is not an %s address", s, fam)
+	}
+	if p.Bits() == p.Addr().BitLen() {
+		v.fail(key, "%q leaves no room for the stack's address; use a prefix such as /24 (or /64 for IPv6)", s)
 	}
 	return p
 }
@@ -497,6 +523,10 @@ func (v *validator) addrIn(key, s string, in netip.Prefix) netip.Addr {
 	}
 	if in.IsValid() && (!in.Contains(a) || a == in.Addr()) {
 		v.fail(key, "%s must be inside %s and differ from the kernel's address %s", a, in.Masked(), in.Addr())
+	}
+	// RFC 3021: a /31 has no network address; longer prefixes do.
+	if in.IsValid() && a == in.Masked().Addr() && in.Bits() < in.Addr().BitLen()-1 {
+		v.fail(key, "%s is the network address of %s; pick another address inside it", a, in.Masked())
 	}
 	return a
 }

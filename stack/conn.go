@@ -127,12 +127,12 @@ func (c *Conn) CloseWrite() error {
 // block (see tcpStream.resume).
 func (c *Conn) setResume(f func()) { c.stream.setResume(f) }
 
-// WaitRead implements tcpcrypt.ReadWaiter for a plain connection (the relay
-// uses tcpcrypt.Conn's WriteTo for an encrypted one).
+// WaitRead implements readWaiter (see idle.go) for a plain connection (the
+// relay waits on the stream itself for an encrypted one).
 func (c *Conn) WaitRead(idle func()) error { return c.stream.WaitRead(idle) }
 
-// PeekEOF implements tcpcrypt.EOFPeeker for a plain connection (the relay
-// reads it into tcpcrypt.Conn.ReadFromAndClose).
+// PeekEOF implements eofPeeker (see idle.go) for a plain connection (the
+// relay reads it into tcpcrypt.Conn.ReadFromAndClose).
 func (c *Conn) PeekEOF() bool { return c.tc == nil && c.stream.PeekEOF() }
 
 // CloseRead shuts down the reading side of the TCP connection.
@@ -176,8 +176,9 @@ type tcpStream struct {
 
 	closed atomic.Bool // Close was called: a wake-up armed after it fires at once
 
-	// resume, when set (setResume), makes WaitRead suspend rather than
-	// block: it returns tcpcrypt.ErrSuspended and resume runs on a new
+	// resume, when set (setResume), puts the stream in relay mode (see
+	// idle.go): Read returns errWouldBlock rather than block, and WaitRead
+	// suspends rather than block: it returns errSuspended and resume runs on a new
 	// goroutine once the endpoint is readable (or closed). pending is
 	// the armed wake-up, for Close to fire.
 	resume  atomic.Pointer[func()]
@@ -247,7 +248,7 @@ func (w *wakeup) fire() {
 	})
 }
 
-// suspend arms a wakeup for resume and reports tcpcrypt.ErrSuspended, or
+// suspend arms a wakeup for resume and reports errSuspended, or
 // nil if the endpoint became readable meanwhile (the caller goes on).
 func (t *tcpStream) suspend(idle, resume func()) error {
 	idle()
@@ -264,13 +265,59 @@ func (t *tcpStream) suspend(idle, resume func()) error {
 		t.wq.EventUnregister(&w.entry)
 		return nil
 	}
-	return tcpcrypt.ErrSuspended
+	return errSuspended
 }
 
 // newTCPStream wraps ep. writeSize is the largest write that leaves as one
 // packet (see writeSizes; 0: no limit).
 func newTCPStream(ep tcpip.Endpoint, wq *waiter.Queue, writeSize int, work *workers) *tcpStream {
 	return &tcpStream{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, writeSize: writeSize, work: work}
+}
+
+// Read is gonet's Read with its error mapped (see streamErr). In relay
+// mode (setResume) it never blocks: with nothing to read it returns
+// errWouldBlock, and the relay waits (WaitRead) before reading again.
+func (t *tcpStream) Read(b []byte) (int, error) {
+	if t.resume.Load() != nil {
+		return t.readNow(b)
+	}
+	n, err := t.TCPConn.Read(b)
+	if err != nil && err != io.EOF {
+		err = streamErr(err)
+	}
+	return n, err
+}
+
+// readNow is a Read that does not block, for relay mode: one read of
+// the endpoint, its errors as gonet's Read reports them (mapped, see
+// NetError), ErrWouldBlock as errWouldBlock.
+func (t *tcpStream) readNow(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	w := tcpip.SliceWriter(b)
+	res, terr := t.ep.Read(&w, tcpip.ReadOptions{})
+	switch terr.(type) {
+	case nil:
+		return res.Count, nil
+	case *tcpip.ErrWouldBlock:
+		if t.closed.Load() {
+			return 0, &net.OpError{Op: "read", Net: "tcp", Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: net.ErrClosed}
+		}
+		return 0, errWouldBlock
+	case *tcpip.ErrClosedForReceive:
+		return 0, io.EOF
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: netErr(terr)}
+}
+
+// Write is gonet's Write with its error mapped (see streamErr).
+func (t *tcpStream) Write(b []byte) (int, error) {
+	n, err := t.TCPConn.Write(b)
+	if err != nil {
+		err = streamErr(err)
+	}
+	return n, err
 }
 
 // Close closes the connection and fires a suspended relay direction's
@@ -288,13 +335,13 @@ func (t *tcpStream) Close() error {
 	return err
 }
 
-var _ tcpcrypt.ReadWaiter = (*tcpStream)(nil)
+var _ readWaiter = (*tcpStream)(nil)
 
 // waitReadEvents wake WaitRead: data or FIN, an error, a reset, or the
 // endpoint closed by us.
 const waitReadEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
 
-// WaitRead implements tcpcrypt.ReadWaiter: the relay waits here instead of
+// WaitRead implements readWaiter: the relay waits here instead of
 // in a Read with a buffer, so an idle connection holds none.
 func (t *tcpStream) WaitRead(idle func()) error {
 	if t.ep.Readiness(waitReadEvents) != 0 {
@@ -306,9 +353,9 @@ func (t *tcpStream) WaitRead(idle func()) error {
 	return nil // not suspendable: the caller's Read blocks, buffer in hand
 }
 
-var _ tcpcrypt.EOFPeeker = (*tcpStream)(nil)
+var _ eofPeeker = (*tcpStream)(nil)
 
-// PeekEOF implements tcpcrypt.EOFPeeker: a one-byte peek that consumes
+// PeekEOF implements eofPeeker: a one-byte peek that consumes
 // nothing tells data waiting from the peer's FIN with nothing left.
 func (t *tcpStream) PeekEOF() bool {
 	w := tcpip.LimitedWriter{W: io.Discard, N: 1}

@@ -56,7 +56,7 @@ func (s *Stack) dial(ctx context.Context, src, dst netip.AddrPort, p *Policy, en
 	var wq waiter.Queue
 	ep, terr := s.gv.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
 	if terr != nil {
-		return nil, opErr("dial", errors.New(terr.String()))
+		return nil, opErr("dial", netErr(terr))
 	}
 	local := tcpip.FullAddress{NIC: s.nicID, Port: src.Port()}
 	if src.Addr().IsValid() && !src.Addr().IsUnspecified() {
@@ -71,12 +71,12 @@ func (s *Stack) dial(ctx context.Context, src, dst netip.AddrPort, p *Policy, en
 	}
 	if terr := ep.Bind(local); terr != nil {
 		ep.Close()
-		return nil, opErr("bind", errors.New(terr.String()))
+		return nil, opErr("bind", netErr(terr))
 	}
 	bound, terr := ep.GetLocalAddress()
 	if terr != nil {
 		ep.Close()
-		return nil, opErr("bind", errors.New(terr.String()))
+		return nil, opErr("bind", netErr(terr))
 	}
 	id := gvstack.TransportEndpointID{
 		LocalPort: bound.Port, LocalAddress: bound.Addr,
@@ -145,22 +145,19 @@ func connect(ctx context.Context, ep tcpip.Endpoint, wq *waiter.Queue, remote tc
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return ctxErr(ctx)
 		case <-ch:
 		}
 		terr = ep.LastError()
 	}
-	if terr != nil {
-		return errors.New(terr.String())
-	}
-	return nil
+	return netErr(terr)
 }
 
 // sourceFor returns the source address the stack would use towards dst.
 func (s *Stack) sourceFor(dst netip.Addr) (tcpip.Address, error) {
 	r, terr := s.gv.FindRoute(s.nicID, tcpip.Address{}, addrFrom(dst), protoOf(dst), false)
 	if terr != nil {
-		return tcpip.Address{}, fmt.Errorf("no route to %v: %s", dst, terr)
+		return tcpip.Address{}, fmt.Errorf("no route to %v: %w", dst, netErr(terr))
 	}
 	defer r.Release()
 	return r.LocalAddress(), nil
@@ -188,7 +185,7 @@ func (s *Stack) secure(ctx context.Context, c *Conn, f *flow, sess *tcpcrypt.Ses
 	case <-f.ready:
 	case <-ctx.Done():
 		s.abortConn(c, sess)
-		return ctx.Err()
+		return ctxErr(ctx)
 	case <-settle.C:
 		// Defensive: the segment that settles ENO passes the shim before
 		// Connect or Accept returns. If it somehow did not, turn ENO off so

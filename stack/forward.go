@@ -324,7 +324,7 @@ func (f *Forwarder) forward(r *tcp.ForwarderRequest) error {
 	delete(f.accepting, id)
 	f.mu.Unlock()
 	if terr != nil {
-		err := fmt.Errorf("inner endpoint for %v: %s", client, terr)
+		err := fmt.Errorf("inner endpoint for %v: %w", client, netErr(terr))
 		s.finish(e, err)
 		r.Complete(true)
 		abortOuter()

@@ -2,7 +2,7 @@ package stack
 
 import (
 	"errors"
-	"net"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
@@ -33,20 +33,12 @@ func (s *Stack) setKeepalive(c *Conn) {
 	ep.SocketOptions().SetKeepAlive(true)
 }
 
-// timeoutText is how a gVisor endpoint's timeout (keepalive probes or
-// retransmissions unanswered) reaches us through its net.Conn adapter: an
-// error with this text inside a *net.OpError.
-var timeoutText = (&tcpip.ErrTimeout{}).String()
-
 // IsPeerTimeout reports whether err (a relay's error) says that a leg's
-// peer stopped answering: keepalive probes or retransmissions timed out.
+// peer stopped answering: keepalive probes or retransmissions timed out
+// (syscall.ETIMEDOUT, see NetError), not a Read or Write deadline.
 func IsPeerTimeout(err error) bool {
 	var re *RelayError
-	if !errors.As(err, &re) {
-		return false
-	}
-	var oe *net.OpError
-	return errors.As(re.Err, &oe) && oe.Err != nil && oe.Err.Error() == timeoutText
+	return errors.As(err, &re) && errors.Is(re.Err, syscall.ETIMEDOUT)
 }
 
 // relayEnded counts and logs, for the relay of the connection named conn,

@@ -88,9 +88,8 @@ func TestForwarderKeepaliveResetsBothLegs(t *testing.T) {
 			if !IsPeerTimeout(errs[0]) {
 				t.Fatalf("relay ended with %v, want a peer timeout", errs[0])
 			}
-			if n := tr.f.Counters().PeerTimeouts.Load(); n != 1 {
-				t.Fatalf("PeerTimeouts = %d, want 1", n)
-			}
+			// The relay counts its end just after OnConnDone reports it.
+			waitFor(t, func() bool { return tr.f.Counters().PeerTimeouts.Load() == 1 }, "PeerTimeouts = 1")
 			if n, _ := tr.f.Relays(Outbound); n != 0 {
 				t.Fatalf("%d relay slots still held", n)
 			}
@@ -195,9 +194,7 @@ func TestServiceKeepaliveResetsBackend(t *testing.T) {
 	if _, errs := dl.wait(t, 1); !IsPeerTimeout(errs[0]) {
 		t.Fatalf("relay ended with %v, want a peer timeout", errs[0])
 	}
-	if n := p.b.Counters().PeerTimeouts.Load(); n != 1 {
-		t.Fatalf("PeerTimeouts = %d, want 1", n)
-	}
+	waitFor(t, func() bool { return p.b.Counters().PeerTimeouts.Load() == 1 }, "PeerTimeouts = 1")
 }
 
 // holdAll accepts every connection on l and keeps it open until the
@@ -369,7 +366,7 @@ func TestCheckBackend(t *testing.T) {
 // IsPeerTimeout names only a leg's timeout (keepalive or retransmissions),
 // not a reset, a clean end or a read deadline.
 func TestIsPeerTimeout(t *testing.T) {
-	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: errors.New(timeoutText)}
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: &NetError{Text: "operation timed out", Errno: syscall.ETIMEDOUT}}
 	for _, c := range []struct {
 		err  error
 		want bool
@@ -379,6 +376,7 @@ func TestIsPeerTimeout(t *testing.T) {
 		{timedOut, false}, // not a relay's end
 		{&RelayError{Dir: "outer->inner", Err: &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}}, false},
 		{&RelayError{Dir: "outer->inner", Err: os.ErrDeadlineExceeded}, false},
+		{&RelayError{Dir: "outer->inner", Err: &net.OpError{Op: "read", Err: &NetError{Text: "connection reset by peer", Errno: syscall.ECONNRESET}}}, false},
 		{nil, false},
 	} {
 		if got := IsPeerTimeout(c.err); got != c.want {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -103,19 +104,19 @@ func (s *Stack) listen(addr netip.Addr, port uint16, p *Policy, handle func(*Con
 	var wq waiter.Queue
 	ep, terr := s.gv.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
 	if terr != nil {
-		return nil, opErr("listen", errors.New(terr.String()))
+		return nil, opErr("listen", netErr(terr))
 	}
 	if wildcard {
 		ep.SocketOptions().SetV6Only(false) // dual stack: IPv4 arrives on the IPv6 endpoint
 	}
 	if terr := ep.Bind(full); terr != nil {
 		ep.Close()
-		return nil, opErr("bind", errors.New(terr.String()))
+		return nil, opErr("bind", netErr(terr))
 	}
 	la, terr := ep.GetLocalAddress()
 	if terr != nil {
 		ep.Close()
-		return nil, opErr("listen", errors.New(terr.String()))
+		return nil, opErr("listen", netErr(terr))
 	}
 	l := &Listener{
 		st: s, policy: p, ep: ep, wq: &wq, handle: handle,
@@ -139,14 +140,14 @@ func (s *Stack) listen(addr netip.Addr, port uint16, p *Policy, handle func(*Con
 	if _, dup := s.listeners[l.key]; dup {
 		s.lmu.Unlock()
 		ep.Close()
-		return nil, opErr("listen", errors.New("address already in use"))
+		return nil, opErr("listen", syscall.EADDRINUSE)
 	}
 	s.listeners[l.key] = l
 	s.lmu.Unlock()
 	if terr := ep.Listen(listenBacklog); terr != nil {
 		s.unregister(l)
 		ep.Close()
-		return nil, opErr("listen", errors.New(terr.String()))
+		return nil, opErr("listen", netErr(terr))
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()

@@ -39,9 +39,10 @@ type relayLeg interface {
 }
 
 var (
-	_ relayLeg            = (*Conn)(nil)
-	_ tcpcrypt.ReadWaiter = (*netLeg)(nil)
-	_ tcpcrypt.ReadWaiter = (*Conn)(nil)
+	_ relayLeg   = (*Conn)(nil)
+	_ readWaiter = (*netLeg)(nil)
+	_ readWaiter = (*Conn)(nil)
+	_ eofPeeker  = (*netLeg)(nil)
 )
 
 // netLeg adapts a net.Conn (a backend's kernel socket) to relayLeg.
@@ -70,7 +71,7 @@ func (l *netLeg) CloseWrite() error {
 	return nil
 }
 
-// WaitRead implements tcpcrypt.ReadWaiter for kernel sockets: it waits in
+// WaitRead implements readWaiter for kernel sockets: it waits in
 // the runtime's poller for the socket to become readable, peeking (never
 // consuming) to tell data or end of stream from "would block".
 func (l *netLeg) WaitRead(idle func()) error {
@@ -97,7 +98,7 @@ func (l *netLeg) WaitRead(idle func()) error {
 	return nil
 }
 
-// PeekEOF implements tcpcrypt.EOFPeeker for kernel sockets with a
+// PeekEOF implements eofPeeker for kernel sockets with a
 // non-blocking one-byte peek. Data waiting counts as a full read, so the
 // WaitRead that follows skips its own peek.
 func (l *netLeg) PeekEOF() bool {
@@ -114,6 +115,28 @@ func (l *netLeg) PeekEOF() bool {
 		return true
 	})
 	return eof
+}
+
+// readable reports whether a Read would not block: the last read filled
+// its buffer (more is likely waiting; no syscall), or a non-blocking
+// one-byte peek finds data, the end of stream or an error. True when it
+// cannot tell (then Read blocks).
+func (l *netLeg) readable() bool {
+	if l.lastFull {
+		return true
+	}
+	rc := l.raw()
+	if rc == nil {
+		return true
+	}
+	var one [1]byte
+	ready := true
+	_ = rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ready = err != unix.EAGAIN && err != unix.EINTR
+		return true
+	})
+	return ready
 }
 
 // raw is the socket's raw descriptor access, nil if it has none.
@@ -195,7 +218,7 @@ func (s *Stack) startRelay(ctx context.Context, e *tableEntry, inner, outer rela
 	}
 	run := func(dir string, dst, src relayLeg, n *atomic.Uint64) {
 		err := copyHalf(dst, src, n)
-		if errors.Is(err, tcpcrypt.ErrSuspended) {
+		if errors.Is(err, errSuspended) {
 			return // src is idle; its wake-up runs this direction again
 		}
 		e.state.Store(uint32(StateClosing))
@@ -250,16 +273,39 @@ func copyHalf(dst, src relayLeg, n *atomic.Uint64) error {
 	case isTCPCrypt(dst):
 		// Towards a tcpcrypt leg, let it read straight into its frames
 		// (tcpcrypt.Conn.ReadFromAndClose): no copy besides the AEAD's,
-		// and FINp on the last data frame when src's FIN came with it.
-		if _, err := dst.(*Conn).tc.ReadFromAndClose(countingReader{src, n}); err != nil {
-			return fmt.Errorf("copy: %w", err)
+		// and FINp on the last data frame when src's end came with it.
+		// While src has nothing to read, ReadFrom returns (errWouldBlock,
+		// its buffer given back) and the direction waits or parks.
+		cr := &countingReader{r: src, n: n}
+		for {
+			_, err := dst.(*Conn).tc.ReadFromAndClose(cr)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, errWouldBlock) {
+				return fmt.Errorf("copy: %w", err)
+			}
+			if err := cr.WaitRead(func() {}); err != nil {
+				return waitError(err)
+			}
 		}
-		return nil
 	case isTCPCrypt(src):
 		// From a tcpcrypt leg, frames are opened in place and written to
-		// dst from the receive buffer (tcpcrypt.Conn.WriteTo).
-		if _, err := src.(*Conn).tc.WriteTo(countingWriter{dst, n}); err != nil {
-			return fmt.Errorf("copy: %w", err)
+		// dst from the receive buffer (tcpcrypt.Conn.WriteTo). While the
+		// leg's stream has nothing to read, WriteTo returns (errWouldBlock,
+		// its receive buffer given back) and the direction parks.
+		c := src.(*Conn)
+		for {
+			_, err := c.tc.WriteTo(countingWriter{dst, n})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, errWouldBlock) {
+				return fmt.Errorf("copy: %w", err)
+			}
+			if err := c.stream.WaitRead(func() {}); err != nil {
+				return waitError(err)
+			}
 		}
 	default:
 		if err := copyPlain(dst, src, n); err != nil {
@@ -272,6 +318,15 @@ func copyHalf(dst, src relayLeg, n *atomic.Uint64) error {
 	return nil
 }
 
+// waitError is the error of a direction's wait for its source:
+// errSuspended as it is (not a failure), others as read errors.
+func waitError(err error) error {
+	if errors.Is(err, errSuspended) {
+		return err
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
 func isTCPCrypt(l relayLeg) bool {
 	c, ok := l.(*Conn)
 	return ok && c.tc != nil
@@ -280,7 +335,7 @@ func isTCPCrypt(l relayLeg) bool {
 // copyPlain copies between two plain legs with a pooled buffer that it
 // takes only once src has data and gives back whenever src would block.
 func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
-	rw, _ := src.(tcpcrypt.ReadWaiter)
+	rw, _ := src.(readWaiter)
 	chunk := relayBufSize
 	if c, ok := dst.(*Conn); ok && c.stream.writeSize > 0 {
 		chunk = min(chunk, c.stream.writeSize)
@@ -297,7 +352,7 @@ func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 	for {
 		if rw != nil {
 			if err := rw.WaitRead(release); err != nil {
-				return fmt.Errorf("read: %w", err)
+				return waitError(err)
 			}
 		}
 		if bp == nil {
@@ -315,38 +370,13 @@ func copyPlain(dst, src relayLeg, n *atomic.Uint64) error {
 		if errors.Is(rerr, io.EOF) {
 			return nil
 		}
+		if errors.Is(rerr, errWouldBlock) {
+			continue // a relay-mode stream with nothing yet: wait again
+		}
 		if rerr != nil {
 			return fmt.Errorf("read: %w", rerr)
 		}
 	}
-}
-
-// countingReader counts the bytes read through it into n, so the
-// connection table shows bytes while a copy runs. It passes WaitRead on.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
-}
-
-func (c countingReader) Read(b []byte) (int, error) {
-	m, err := c.r.Read(b)
-	c.n.Add(uint64(m))
-	return m, err
-}
-
-// PeekEOF implements tcpcrypt.EOFPeeker when the reader does.
-func (c countingReader) PeekEOF() bool {
-	p, ok := c.r.(tcpcrypt.EOFPeeker)
-	return ok && p.PeekEOF()
-}
-
-// WaitRead implements tcpcrypt.ReadWaiter when the reader does; otherwise
-// it returns at once (the buffer is then held while Read blocks).
-func (c countingReader) WaitRead(idle func()) error {
-	if rw, ok := c.r.(tcpcrypt.ReadWaiter); ok {
-		return rw.WaitRead(idle)
-	}
-	return nil
 }
 
 // countingWriter counts the bytes written through it into n.

@@ -20,7 +20,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
-	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
 	"github.com/tcpcryptd/tcpcryptd/stack/wiretest"
 )
 
@@ -46,7 +45,7 @@ var (
 	addrF4, addrF6 = netip.MustParseAddr("10.3.0.1"), netip.MustParseAddr("fd03::1")
 )
 
-func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook, modF ...func(*Options)) *trio {
+func newTrio(t testing.TB, serverENO bool, fo ForwarderOptions, hookSF wiretest.Hook, modF ...func(*Options)) *trio {
 	t.Helper()
 	var of Options
 	for _, m := range modF {
@@ -57,7 +56,7 @@ func newTrio(t *testing.T, serverENO bool, fo ForwarderOptions, hookSF wiretest.
 
 // newTrioWith is newTrio with F's stack options of (Link, Logger,
 // Addresses, Promiscuous and Spoofing are set here).
-func newTrioWith(t *testing.T, serverENO bool, of Options, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
+func newTrioWith(t testing.TB, serverENO bool, of Options, fo ForwarderOptions, hookSF wiretest.Hook) *trio {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -686,14 +685,14 @@ func TestForwarderAcceptTimeout(t *testing.T) {
 	waitFor(t, func() bool { return tr.f.Table().Len() == 0 }, "the connection table to empty")
 }
 
-// PeekEOF (tcpcrypt.EOFPeeker) on both kinds of relay source, a connection
+// PeekEOF (eofPeeker) on both kinds of relay source, a connection
 // of our stack and a kernel socket: false while nothing has come or data
 // waits, true once the peer's FIN is all that is left; it consumes nothing.
 // The relay uses it to put FINp on the frame with a response's last bytes.
 func TestPeekEOF(t *testing.T) {
 	check := func(t *testing.T, src interface {
 		io.Reader
-		tcpcrypt.EOFPeeker
+		eofPeeker
 	}, write func([]byte), closeWrite func()) {
 		t.Helper()
 		if src.PeekEOF() {

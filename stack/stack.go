@@ -7,7 +7,9 @@
 // tcpcrypt (RFC 8548) when ENO negotiated it, and plain TCP otherwise.
 //
 // gVisor is used only through its public API; tcpip.Error never leaves this
-// package.
+// package: at its edge it becomes a *NetError that unwraps to the kernel's
+// errno for the same condition (see errors.go), so callers test
+// errors.Is(err, syscall.ECONNREFUSED) as with the kernel's sockets.
 package stack
 
 import (
@@ -342,7 +344,7 @@ func (s *Stack) configureTCP(o Options) error {
 
 func (s *Stack) configureNIC(o Options, link gvstack.LinkEndpoint) error {
 	if err := s.gv.CreateNICWithOptions(o.NICID, link, gvstack.NICOptions{Name: "tcpcryptd"}); err != nil {
-		return fmt.Errorf("stack: create NIC %d: %s", o.NICID, err)
+		return fmt.Errorf("stack: create NIC %d: %w", o.NICID, netErr(err))
 	}
 	for _, p := range o.Addresses {
 		if err := s.AddAddress(p); err != nil {
@@ -350,10 +352,10 @@ func (s *Stack) configureNIC(o Options, link gvstack.LinkEndpoint) error {
 		}
 	}
 	if err := s.gv.SetPromiscuousMode(o.NICID, o.Promiscuous); err != nil {
-		return fmt.Errorf("stack: promiscuous mode: %s", err)
+		return fmt.Errorf("stack: promiscuous mode: %w", netErr(err))
 	}
 	if err := s.gv.SetSpoofing(o.NICID, o.Spoofing); err != nil {
-		return fmt.Errorf("stack: spoofing: %s", err)
+		return fmt.Errorf("stack: spoofing: %w", netErr(err))
 	}
 	s.gv.SetRouteTable([]tcpip.Route{
 		{Destination: header.IPv4EmptySubnet, NIC: o.NICID},
@@ -377,7 +379,7 @@ func (s *Stack) AddAddress(p netip.Prefix) error {
 		AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(a.AsSlice()), PrefixLen: p.Bits()},
 	}
 	if err := s.gv.AddProtocolAddress(s.nicID, pa, gvstack.AddressProperties{}); err != nil {
-		return fmt.Errorf("stack: add address %v: %s", p, err)
+		return fmt.Errorf("stack: add address %v: %w", p, netErr(err))
 	}
 	return nil
 }

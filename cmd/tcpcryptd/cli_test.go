@@ -39,12 +39,12 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag on up", []string{"up", "--bogus"}, "flag provided but not defined: -bogus"},
 		{"unknown flag on down", []string{"down", "--log-level", "debug"}, "flag provided but not defined"},
 		{"stray argument", []string{"up", "extra"}, `up takes no arguments, got "extra"`},
-		{"bad log level", []string{"up", "--log-level", "loud"}, `--log-level "loud": use debug, info, warn or error`},
-		{"bad log format", []string{"up", "--log-format", "xml"}, `--log-format "xml"`},
-		{"relative socket", []string{"up", "--control-socket", "ctl.sock"}, "absolute path"},
-		{"bad metrics address", []string{"up", "--metrics-listen", "localhost"}, `--metrics-listen "localhost"`},
-		{"bad device name", []string{"up", "--device", "this-name-is-too-long"}, `--device "this-name-is-too-long"`},
-		{"empty key log", []string{"up", "--key-log", ""}, "--key-log needs a file name"},
+		{"bad log level", []string{"up", "--log-level", "loud"}, `--log-level (overrides log.level): "loud" is not a level; use debug, info, warn or error`},
+		{"bad log format", []string{"up", "--log-format", "xml"}, `--log-format (overrides log.format): "xml" is not a format`},
+		{"relative socket", []string{"up", "--control-socket", "ctl.sock"}, `--control-socket (overrides control.socket): "ctl.sock" must be an absolute path`},
+		{"bad metrics address", []string{"up", "--metrics-listen", "localhost"}, `--metrics-listen (overrides metrics.listen): "localhost" is not address:port`},
+		{"bad device name", []string{"up", "--device", "this-name-is-too-long"}, `--device (overrides device.name): "this-name-is-too-long" is not a valid interface name`},
+		{"empty key log", []string{"up", "--key-log", ""}, "--key-log (overrides log.key_log): needs a file name"},
 		{"sessid without remote", []string{"sessid", "--local", "10.0.0.1:1"}, "--remote ADDR:PORT is required"},
 		{"sessid bad address", []string{"sessid", "--local", "10.0.0.1", "--remote", "10.0.0.2:1"}, `--local "10.0.0.1"`},
 		{"flag needs value", []string{"check-config", "--config"}, "flag needs an argument"},
@@ -172,5 +172,23 @@ func TestClientWithoutDaemon(t *testing.T) {
 		if code != exitError || !strings.Contains(stderr, "is it running?") {
 			t.Fatalf("%v: exit %d %q", args, code, stderr)
 		}
+	}
+}
+
+// TestFlagAndFileOneMessage: a bad value from a flag and the same value in
+// the config file get the one validation's message for the same key; the
+// flag's names the flag and is a usage error, the file's names the file
+// and is a config error.
+func TestFlagAndFileOneMessage(t *testing.T) {
+	def := writeConfig(t, config.DefaultText())
+	bad := writeConfig(t, "[log]\nlevel = \"loud\"\n")
+	const body = `"loud" is not a level; use debug, info, warn or error`
+	code, _, stderr := runCLI(t, "up", "--config", bad)
+	if code != exitConfig || !strings.Contains(stderr, bad+": log.level: "+body) {
+		t.Fatalf("file: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "up", "--config", def, "--log-level", "loud")
+	if code != exitUsage || !strings.Contains(stderr, "--log-level (overrides log.level): "+body) {
+		t.Fatalf("flag: exit %d, %q", code, stderr)
 	}
 }

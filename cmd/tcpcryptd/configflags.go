@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/netip"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -59,9 +56,33 @@ func upFlags() []cli.Flag {
 	}
 }
 
+// flagKeys maps each override flag to the configuration key it replaces.
+var flagKeys = []struct{ flag, key string }{
+	{flagDevice, "device.name"},
+	{flagControlSocket, "control.socket"},
+	{flagMetricsListen, "metrics.listen"},
+	{flagLogLevel, "log.level"},
+	{flagLogFormat, "log.format"},
+	{flagKeyLog, "log.key_log"},
+}
+
+// overrides are the override flags given on the command line.
+func overrides(c *cli.Context) []config.Override {
+	var ovs []config.Override
+	for _, fk := range flagKeys {
+		if c.IsSet(fk.flag) {
+			ovs = append(ovs, config.Override{Key: fk.key, Flag: fk.flag, Value: c.String(fk.flag)})
+		}
+	}
+	return ovs
+}
+
 // loadConfig loads the configuration the command line names: --config,
-// else config.DefaultPath if it exists, else the embedded default. It
-// returns the configuration and where it came from. Errors are exitConfig.
+// else config.DefaultPath if it exists, else the embedded default, with the
+// override flags the command has applied before the one validation. It
+// returns the configuration and where it came from. A bad value from the
+// file is exitConfig; one from a flag is a usage error (exitUsage), with the
+// same message naming the flag too.
 func loadConfig(c *cli.Context) (*config.Config, string, error) {
 	path := c.String(flagConfig)
 	explicit := path != ""
@@ -72,73 +93,22 @@ func loadConfig(c *cli.Context) (*config.Config, string, error) {
 			return nil, "", withCode(exitConfig, fmt.Errorf("config: %w", err))
 		}
 	}
+	var cfg *config.Config
+	var err error
+	from := path
 	if path == "" {
-		return config.Default(), "embedded default", nil
+		from = "embedded default"
+		cfg, err = config.DefaultWith(overrides(c)...)
+	} else {
+		cfg, err = config.LoadWith(path, overrides(c)...)
 	}
-	cfg, err := config.Load(path)
+	if ce := (*config.Error)(nil); errors.As(err, &ce) && ce.Flag != "" {
+		return nil, "", usageError{err}
+	}
 	if err != nil {
 		return nil, "", withCode(exitConfig, err)
 	}
-	return cfg, path, nil
-}
-
-// ifnameRE is what Linux accepts as an interface name that we would create
-// (IFNAMSIZ-1 bytes; no '/', ':' or whitespace).
-var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-
-// applyOverrides copies the flags that were given onto cfg, checking each
-// value as the config file's validation would. Errors name the flag and
-// are usage errors.
-func applyOverrides(c *cli.Context, cfg *config.Config) error {
-	set := func(name string) (string, bool) {
-		if !c.IsSet(name) {
-			return "", false
-		}
-		return c.String(name), true
-	}
-	if v, ok := set(flagLogLevel); ok {
-		switch v {
-		case "debug", "info", "warn", "error":
-			cfg.Log.Level = v
-		default:
-			return usagef("--%s %q: use debug, info, warn or error", flagLogLevel, v)
-		}
-	}
-	if v, ok := set(flagLogFormat); ok {
-		switch v {
-		case "text", "json":
-			cfg.Log.Format = v
-		default:
-			return usagef("--%s %q: use text or json", flagLogFormat, v)
-		}
-	}
-	if v, ok := set(flagKeyLog); ok {
-		if v == "" {
-			return usagef("--%s needs a file name", flagKeyLog)
-		}
-		cfg.Log.KeyLog = v
-	}
-	if v, ok := set(flagControlSocket); ok {
-		if !filepath.IsAbs(v) {
-			return usagef("--%s %q: use an absolute path such as /run/tcpcryptd/control.sock", flagControlSocket, v)
-		}
-		cfg.Control.Socket = v
-	}
-	if v, ok := set(flagMetricsListen); ok {
-		if v != "" {
-			if _, err := netip.ParseAddrPort(v); err != nil {
-				return usagef("--%s %q: write ADDR:PORT such as 127.0.0.1:9477, or \"\" for none", flagMetricsListen, v)
-			}
-		}
-		cfg.Metrics.Listen = v
-	}
-	if v, ok := set(flagDevice); ok {
-		if !ifnameRE.MatchString(v) || v == "." || v == ".." {
-			return usagef("--%s %q: use up to 15 letters, digits, '_', '-' or '.'", flagDevice, v)
-		}
-		cfg.Device.Name = v
-	}
-	return nil
+	return cfg, from, nil
 }
 
 // journalPath is where 'up' keeps the journal of its host changes, so that

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/tcpcrypt"
@@ -73,7 +74,9 @@ func classify(ci stack.ConnInfo, err error) (outcome, reason, abortCause string)
 			abortCause = "truncated"
 		case stack.IsPeerTimeout(err):
 			abortCause = "timeout"
-		case errors.Is(err, tcpcrypt.ErrAborted):
+		case errors.Is(err, tcpcrypt.ErrAborted), errors.Is(err, syscall.ECONNRESET):
+			// A tcpcrypt leg's reset, or a plain leg's (the stack's
+			// errors carry the errno, as the kernel's sockets do).
 			abortCause = "reset"
 		default:
 			abortCause = "error"

@@ -47,9 +47,6 @@ first (systemctl stop tcpcryptd, or SIGTERM).
 			if err != nil {
 				return err
 			}
-			if err := applyOverrides(c, cfg); err != nil {
-				return err
-			}
 			if err := hostPreflight.check(false); err != nil {
 				return err
 			}

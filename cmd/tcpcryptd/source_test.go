@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +110,8 @@ func TestClassify(t *testing.T) {
 		{"auth failure", enc, &stack.RelayError{Dir: "outer->inner", Err: fmt.Errorf("read: %w", tcpcrypt.ErrAuth)}, outcomeEncrypted, "", "auth"},
 		{"truncated", enc, &stack.RelayError{Dir: "outer->inner", Err: tcpcrypt.ErrTruncated}, outcomeEncrypted, "", "truncated"},
 		{"reset", enc, &stack.RelayError{Dir: "outer->inner", Err: tcpcrypt.ErrAborted}, outcomeEncrypted, "", "reset"},
+		{"plain reset", plain, &stack.RelayError{Dir: "inner->outer", Err: &net.OpError{Op: "read", Err: &stack.NetError{Text: "connection reset by peer", Errno: syscall.ECONNRESET}}}, outcomePlain, "no-eno", "reset"},
+		{"plain timeout", plain, &stack.RelayError{Dir: "inner->outer", Err: &net.OpError{Op: "read", Err: &stack.NetError{Text: "operation timed out", Errno: syscall.ETIMEDOUT}}}, outcomePlain, "no-eno", "timeout"},
 		{"plain relay error", plain, &stack.RelayError{Dir: "inner->outer", Err: errors.New("boom")}, outcomePlain, "no-eno", "error"},
 		{"refused", stack.ConnInfo{Direction: stack.Outbound}, fmt.Errorf("outer dial: %w", &stack.RefusedError{Reason: eno.ReasonStripped}), outcomeRefused, "stripped", ""},
 		{"dial failed", stack.ConnInfo{Direction: stack.Outbound}, errors.New("outer dial: connection refused"), outcomeFailed, "dial", ""},

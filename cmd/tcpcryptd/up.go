@@ -55,9 +55,6 @@ Logs go to standard error, one line per connection outcome at info level.
 			if err != nil {
 				return err
 			}
-			if err := applyOverrides(c, cfg); err != nil {
-				return err
-			}
 			if err := hostPreflight.check(true); err != nil {
 				return err
 			}

@@ -90,7 +90,7 @@ type Conn struct {
 	}
 
 	// readFromSize is the read size ReadFrom grew to. Atomic: a relay
-	// that suspended (ErrSuspended) may resume in a new ReadFrom call on
+	// that parked between calls may resume in a new ReadFrom call on
 	// another goroutine before the old call has returned.
 	readFromSize atomic.Int64
 
@@ -520,10 +520,6 @@ func (c *Conn) writeLocked(b []byte) (int, error) {
 	return n, nil
 }
 
-// peekEOFLimit bounds the bytes a ReadFromAndClose call moves while it
-// still asks its source whether the end has come (see readFrom).
-const peekEOFLimit = 64 << 10
-
 // readFromMinBuf is ReadFrom's first read size; the buffer doubles while
 // reads fill it, up to one whole frame, so an idle relayed connection holds
 // little memory and a bulk one gets frames of the maximum size.
@@ -535,12 +531,14 @@ const readFromMinBuf = 4 << 10
 //
 // The read from r happens without the write lock (a rekey answer owed to
 // the peer must never wait for r), into a buffer private to this call;
-// the lock is taken only to seal and send.
+// the lock is taken only to seal and send. The buffer goes back to the
+// pool when the call returns, whatever the error: a caller whose r reports
+// "nothing to read yet" as an error (a relay that waits for its source
+// itself) holds no buffer while it waits, then calls ReadFrom again.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) { return c.readFrom(r, false) }
 
 // ReadFromAndClose is ReadFrom followed by CloseWrite, with one frame fewer
-// when it can: if r's last read ends it (it returns data with io.EOF, or r
-// is an EOFPeeker that reports its end right after a short read), the
+// when it can: if r's last read ends it (it returns data with io.EOF), the
 // frame carrying those bytes has FINp set (RFC 8548 §3.7: FINp on the last
 // frame, TC-31) instead of an empty FINp frame following it. A response
 // followed by close then costs one segment less. The TCP FIN follows as
@@ -559,15 +557,12 @@ func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 	off := frame.DataOffset(false)
 	// Room for the frame and for empty rekey frames the sealer may owe.
 	slack := off + c.aead.Overhead + 4*(frame.HeaderLen+1+c.aead.Overhead)
-	// The frame size reached by earlier calls: a relay that suspended
-	// while its source was empty (ReadWaiter) comes back at full size.
+	// The frame size reached by earlier calls: a caller that returned
+	// while its source was empty comes back at full size.
 	size := min(max(readFromMinBuf, int(c.readFromSize.Load())), c.maxData)
-	// buf is nil while r has nothing to read (r is a ReadWaiter): an idle
-	// connection holds no buffer. It only ever holds sealed bytes when it
-	// goes back to the pool: frames are sealed in place.
+	// buf only ever holds sealed bytes when it goes back to the pool:
+	// frames are sealed in place.
 	var buf []byte
-	rw, _ := r.(ReadWaiter)
-	peeker, _ := r.(EOFPeeker)
 	release := func() {
 		if buf != nil {
 			putBuf(buf)
@@ -577,22 +572,13 @@ func (c *Conn) readFrom(r io.Reader, closing bool) (int64, error) {
 	defer release()
 	var total int64
 	for {
-		if rw != nil {
-			if err := rw.WaitRead(release); err != nil {
-				return total, err
-			}
-		}
 		if buf == nil {
 			buf = getBuf(size + slack)
 		}
 		m, rerr := r.Read(buf[off : off+size])
 		if m > 0 {
-			// A short read drained r: if its end is already there, FINp
-			// rides on this frame. Only the first peekEOFLimit bytes of a
-			// call peek (a request or response): a bulk stream would pay
-			// a peek per read for one frame saved at its end.
-			fin := closing && (errors.Is(rerr, io.EOF) ||
-				rerr == nil && m < size && total+int64(m) <= peekEOFLimit && peeker != nil && peeker.PeekEOF())
+			// r's end came with its data: FINp rides on this frame.
+			fin := closing && errors.Is(rerr, io.EOF)
 			done, err := c.sealFromLocked(buf, m, fin)
 			total += int64(done)
 			if err != nil {

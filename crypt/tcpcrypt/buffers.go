@@ -1,42 +1,12 @@
 package tcpcrypt
 
 import (
-	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/frame"
 )
-
-// ReadWaiter is implemented by streams, and by sources given to ReadFrom,
-// that can wait until a Read would not block without being handed a buffer.
-// A Conn uses it so that a connection with nothing to read holds no buffer:
-// a relay of thousands of idle connections then costs little memory.
-type ReadWaiter interface {
-	// WaitRead returns once a Read would return data, end of stream or an
-	// error without blocking, or the stream has been closed. If it has to
-	// block, it first calls idle, once. It may also return nil at once and
-	// leave the waiting to Read (then the caller's buffer is held while
-	// Read blocks). It does not observe read deadlines: Conn uses it only
-	// in WriteTo and ReadFrom, the relay's paths, never in Read.
-	WaitRead(idle func()) error
-}
-
-// ErrSuspended may be returned by a ReadWaiter's WaitRead instead of
-// blocking (after calling idle): WriteTo and ReadFrom then return it at once,
-// with the bytes moved so far, and the connection stays usable. The
-// ReadWaiter's owner calls them again once the stream is readable. A relay
-// uses it to park an idle connection without a goroutine.
-var ErrSuspended = errors.New("tcpcrypt: read wait suspended")
-
-// EOFPeeker is a source for ReadFromAndClose that can tell, without
-// blocking and without consuming anything, that it has reached its end.
-type EOFPeeker interface {
-	// PeekEOF reports whether the next Read would return io.EOF at once.
-	// False when more data is waiting, may still come, or it cannot tell.
-	PeekEOF() bool
-}
 
 // Buffers of ReadFrom and of the receive side, pooled by capacity so that
 // connections that go idle return theirs and busy ones do not allocate. Only
@@ -88,7 +58,11 @@ func putBuf(b []byte) {
 
 // releaseReadBufLocked returns the receive buffer to the pool when it holds
 // no unopened bytes (an idle connection): the opened plaintext in it is
-// cleared first. The next read takes a buffer of the same size again.
+// cleared first. The next read takes a buffer of the same size again. It
+// runs when a stream read times out with nothing buffered, so a caller
+// that waits for the stream itself (a relay polling with a deadline, or a
+// stream that reports "would block" as a timeout) leaves an idle Conn
+// holding no buffer.
 func (c *Conn) releaseReadBufLocked() {
 	in := &c.in
 	if in.r != in.w || len(in.plain) > 0 || cap(in.buf) == 0 {
@@ -135,14 +109,15 @@ func (c *Conn) coalesceLocked(limit int) {
 
 // WriteTo implements io.WriterTo, for io.Copy out of a Conn (the relay's
 // tcpcrypt-to-plain direction): frames are opened in place and their data
-// written to w straight from the receive buffer, and while the stream has
-// nothing to read (if it is a ReadWaiter) the Conn holds no buffer at all.
-// The data of frames already whole in the buffer go out in one write (see
-// coalesceLocked). It returns nil after the authenticated FINp, like
-// io.Copy at EOF; errors are Read's (ErrTruncated, ErrAuth, ErrAborted) or
-// w's.
+// written to w straight from the receive buffer. The data of frames already
+// whole in the buffer go out in one write (see coalesceLocked). It returns
+// nil after the authenticated FINp, like io.Copy at EOF; errors are Read's
+// (ErrTruncated, ErrAuth, ErrAborted) or w's. A stream read that times out
+// (a net.Error with Timeout) is returned as it is and leaves the Conn
+// usable, the partial frame kept; with nothing buffered the receive buffer
+// goes back to the pool first, so the caller can wait for the stream
+// without the Conn holding memory, then call WriteTo again.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	rw, _ := c.stream.(ReadWaiter)
 	var total int64
 	c.in.Lock()
 	defer c.in.Unlock()
@@ -154,15 +129,10 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 				}
 				return total, err
 			}
-			if rw != nil && c.in.r == c.in.w && c.in.deferred == nil {
-				if err := rw.WaitRead(c.releaseReadBufLocked); err != nil {
-					if errors.Is(err, ErrSuspended) {
-						return total, err // not an error of the stream
-					}
-					return total, c.streamReadError(err)
-				}
-			}
 			if err := c.readFrameLocked(); err != nil {
+				if isTimeout(err) {
+					c.releaseReadBufLocked()
+				}
 				return total, err
 			}
 			c.coalesceLocked(c.maxData)
