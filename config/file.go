@@ -362,9 +362,6 @@ func (f *file) validate(name string) (*Config, error) {
 		}
 		if why := c.RoutedIntoDevice(a.WithZone("")); why != "" {
 			fix := "point backend at the server's own address, such as 127.0.0.1:8080"
-			if strings.HasPrefix(why, "outbound.include") {
-				fix = "add the backend's address to outbound.exclude, or " + fix
-			}
 			v.fail(serviceKey(i, s.Name)+".backend", "%q is routed into the device (%s): the daemon's dial to it would come back to the daemon and chain connections until file descriptors run out; %s", s.Backend, why, fix)
 		}
 	}
@@ -389,11 +386,13 @@ func serviceKey(i int, name string) string {
 
 // RoutedIntoDevice says whether the host routes connections to a into the
 // device, and by which key ("" if not): a service's listen address (any
-// port), the stack's address, the rest of the device's prefix (except the
-// kernel's own address there), or an outbound.include prefix that no
-// outbound.exclude prefix takes back. Loopback addresses never are: the
+// port), the stack's address, or the rest of the device's prefix (except
+// the kernel's own address there). Loopback addresses never are: the
 // kernel delivers them locally before any route applies. A service backend
-// there would be dialed back into the daemon.
+// there would be dialed back into the daemon. outbound.include does not
+// count: it captures the host's connections by a firewall mark, and the
+// daemon's own sockets carry another mark that is never captured
+// (docs/capture.md).
 func (c *Config) RoutedIntoDevice(a netip.Addr) string {
 	a = a.Unmap()
 	if !a.IsValid() || a.IsLoopback() || a.IsUnspecified() {
@@ -417,16 +416,6 @@ func (c *Config) RoutedIntoDevice(a netip.Addr) string {
 	}{{"device.kernel_ipv4", d.KernelIPv4}, {"device.kernel_ipv6", d.KernelIPv6}} {
 		if k.p.IsValid() && a != k.p.Addr() && k.p.Masked().Contains(a) {
 			return k.key
-		}
-	}
-	for _, p := range c.Outbound.Exclude {
-		if p.Contains(a) {
-			return ""
-		}
-	}
-	for i, p := range c.Outbound.Include {
-		if p.Contains(a) {
-			return fmt.Sprintf("outbound.include[%d]", i)
 		}
 	}
 	return ""
