@@ -196,9 +196,17 @@ func (f *file) validate(name string) (*Config, error) {
 	for i, s := range o.Exclude {
 		c.Outbound.Exclude = append(c.Outbound.Exclude, v.prefix(fmt.Sprintf("outbound.exclude[%d]", i), s))
 	}
-	for _, p := range c.Outbound.Include {
-		if p.IsValid() && (p.Overlaps(c.Device.KernelIPv4) || p.Overlaps(c.Device.KernelIPv6)) {
-			v.fail("outbound.include", "%s overlaps the device's own addresses; exclude them or change device.kernel_ipv4/6", p)
+	// Include may be everything ("0.0.0.0/0", "::/0"): loopback, link-local,
+	// multicast and the device's own prefixes are never captured, and
+	// exclude takes its prefixes back (docs/capture.md). An include prefix
+	// that lies wholly inside one of those captures nothing: a mistake.
+	never := append(slices.Clone(c.Outbound.Exclude), c.Outbound.NeverCaptured(c.Device.KernelIPv4, c.Device.KernelIPv6)...)
+	for i, p := range c.Outbound.Include {
+		for _, q := range never {
+			if p.IsValid() && q.IsValid() && p.Addr().Is6() == q.Addr().Is6() && p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
+				v.fail(fmt.Sprintf("outbound.include[%d]", i), "%s captures nothing: it lies inside %s, which is %s", p, q, neverWhy(q, c))
+				break
+			}
 		}
 	}
 	c.Outbound.NAT = o.NAT
@@ -419,6 +427,17 @@ func (c *Config) RoutedIntoDevice(a netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// neverWhy says why a prefix of NeverCaptured (or exclude) is not captured.
+func neverWhy(q netip.Prefix, c *Config) string {
+	switch {
+	case slices.Contains(c.Outbound.Exclude, q):
+		return "in outbound.exclude"
+	case q == c.Device.KernelIPv4.Masked() || q == c.Device.KernelIPv6.Masked():
+		return "the device's own prefix"
+	}
+	return "never captured (loopback, link-local, multicast or unspecified)"
 }
 
 // durationIn parses a duration and checks it lies in [lo, hi].

@@ -35,7 +35,7 @@ backend = "127.0.0.1:9"
 		{"10.254.77.2:80", "device.stack_ipv4"},
 		{"[fd7c:e770::2]:80", "device.stack_ipv6"},
 		{"10.254.77.99:80", "device.kernel_ipv4"}, // routed into the device, on to the forwarder
-		{"192.0.2.10:80", ""}, // included, but the daemon's own dials are never captured
+		{"192.0.2.10:80", ""},                     // included, but the daemon's own dials are never captured
 		{"[2001:db8::5]:80", ""},
 		{"127.0.0.1:8080", ""},
 		{"[::1]:8080", ""},
@@ -64,7 +64,7 @@ backend = "127.0.0.1:9"
 }
 
 func TestRoutedIntoDeviceLoopback(t *testing.T) {
-	c, err := Parse("t", []byte("[outbound]\ninclude = [\"203.0.113.0/24\", \"127.0.0.0/8\", \"::1/128\"]\n"))
+	c, err := Parse("t", []byte("[outbound]\ninclude = [\"0.0.0.0/0\", \"::/0\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
