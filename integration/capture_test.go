@@ -19,7 +19,7 @@ import (
 )
 
 const (
-	portEcho  = 7100 // kernel echo server on the host that runs tcpcryptd
+	portEcho    = 7100 // kernel echo server on the host that runs tcpcryptd
 	portFarEcho = 7101 // kernel echo server on the far host (no tcpcrypt)
 )
 
