@@ -39,15 +39,28 @@ level = "debug"
 `, socket)
 }
 
-// echoServer accepts on l and echoes lines until the listener closes.
+// echoServer accepts on l and echoes lines until the test ends, which
+// closes the listener and every connection.
 func echoServer(t *testing.T, l net.Listener) {
-	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			go func() {
 				defer c.Close()
 				io.Copy(c, c)

@@ -13,7 +13,7 @@
 // with RouteProtocol, rule priorities from RulePriority, the nftables table
 // NFTTableName — so it can be recognised.
 //
-// Routing design (DESIGN.md "Safety rules", docs/capture.md): a dedicated table
+// Routing design (docs/capture.md): a dedicated table
 // holds the Include prefixes (routes into the device), Exclude prefixes (throw
 // routes: lookup goes on to the main table) and host routes for service addresses;
 // a rule at RulePriority+1 sends TCP packets that carry CaptureMark to that table.
