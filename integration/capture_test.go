@@ -157,20 +157,32 @@ func (s *session) waitLines(t *testing.T, when string, more int) {
 // echoOnce opens a connection from ns to addr, exchanges one line and
 // returns the connection's local address.
 func echoOnce(ctx context.Context, ns *topo.NS, addr string) (netip.AddrPort, error) {
-	c, err := ns.DialContext(ctx, "tcp", addr)
+	c, err := echoOpen(ctx, ns, addr)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	defer c.Close()
+	return netip.MustParseAddrPort(c.LocalAddr().String()), nil
+}
+
+// echoOpen is echoOnce that leaves the connection open, so the daemon's
+// table still lists it if it relays it.
+func echoOpen(ctx context.Context, ns *topo.NS, addr string) (net.Conn, error) {
+	c, err := ns.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, "ping\n"); err != nil {
-		return netip.AddrPort{}, err
+		c.Close()
+		return nil, err
 	}
 	got, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || got != "ping\n" {
-		return netip.AddrPort{}, fmt.Errorf("echo %q: %v", got, err)
+		c.Close()
+		return nil, fmt.Errorf("echo %q: %v", got, err)
 	}
-	return netip.MustParseAddrPort(c.LocalAddr().String()), nil
+	return c, nil
 }
 
 // captured reports whether the daemon relayed a connection from local.
@@ -226,6 +238,14 @@ func TestEncryptEverythingKeepsInbound(t *testing.T) {
 		s.waitLines(t, "before up", 3)
 	}
 
+	// Strict reverse-path filtering, as some distributions set it: the
+	// stack's replies to the host's own captured connections arrive on the
+	// device from addresses the main table routes elsewhere.
+	for _, k := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"} {
+		if err := srv.WriteSysctl(k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d := startDaemon(t, srv, "server", everythingConfig)
 	for _, s := range sessions {
 		s.waitLines(t, "after up", 10) // a second of lines through up
@@ -241,11 +261,12 @@ func TestEncryptEverythingKeepsInbound(t *testing.T) {
 	// The host's own connections to a far plain host: captured (the
 	// daemon relays them) and plain, and they work.
 	for _, a := range []netip.Addr{topo.LaptopIPv4, topo.LaptopIPv6} {
-		local, err := echoOnce(ctx, srv, netip.AddrPortFrom(a, portFarEcho).String())
+		conn, err := echoOpen(ctx, srv, netip.AddrPortFrom(a, portFarEcho).String())
 		if err != nil {
 			t.Fatalf("host's own connection to plain %v: %v", a, err)
 		}
-		c := d.connection(local, netip.AddrPortFrom(a, portFarEcho))
+		c := d.connection(netip.MustParseAddrPort(conn.LocalAddr().String()), netip.AddrPortFrom(a, portFarEcho))
+		conn.Close()
 		if c.Encrypted || c.Fallback != "no-eno" {
 			t.Errorf("own connection to %v: %+v, want relayed plain (no-eno)", a, c)
 		}
@@ -259,13 +280,14 @@ func TestEncryptEverythingKeepsInbound(t *testing.T) {
 		fmt.Sprintf("[::1]:%d", portEcho),
 		netip.AddrPortFrom(ll.WithZone(topo.HostIface), portFarEcho).String(),
 	} {
-		local, err := echoOnce(ctx, srv, addr)
+		conn, err := echoOpen(ctx, srv, addr)
 		if err != nil {
 			t.Fatalf("connection to %s: %v", addr, err)
 		}
-		if captured(t, d, local) {
+		if captured(t, d, netip.MustParseAddrPort(conn.LocalAddr().String())) {
 			t.Errorf("connection to %s went through the daemon", addr)
 		}
+		conn.Close()
 	}
 
 	// down (SIGTERM): the sessions go on.
@@ -353,12 +375,13 @@ func TestNoOpenRelay(t *testing.T) {
 			t.Errorf("laptop reaches %v through the host while tcpcryptd runs: an open relay", a)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		local, err := echoOnce(ctx, rtr, a.String())
+		conn, err := echoOpen(ctx, rtr, a.String())
 		cancel()
 		if err != nil {
 			t.Fatalf("the host's own connection to %v: %v", a, err)
 		}
-		d.connection(local, a) // relayed by the daemon
+		d.connection(netip.MustParseAddrPort(conn.LocalAddr().String()), a) // relayed by the daemon
+		conn.Close()
 	}
 	d.stop()
 	for _, a := range far {

@@ -456,9 +456,9 @@ func TestUpAndSIGTERMInNetns(t *testing.T) {
 		"rule v4 prio 7702 ipproto tcp fwmark 0x7463a001 lookup 7701",
 		"rule v6 prio 7701 from fd7c:e770::2/128 lookup main",
 		// masquerade v4 + v6, DNAT of 8443 from other hosts and from this one,
-		// capture of 198.51.100.0/24 and 2001:db8:5::/64, restore,
+		// capture of 198.51.100.0/24 and 2001:db8:5::/64, restore (out, in),
 		// forward-drop v4 + v6
-		"nft table with 9 rules",
+		"nft table with 10 rules",
 	} {
 		if !strings.Contains(state, want) {
 			t.Errorf("namespace state lacks %q:\n%s", want, state)

@@ -19,6 +19,7 @@ func natRuleCases() []NATRule {
 		{Kind: NATCapture, Lo: netip.MustParseAddr("2000::"), Hi: netip.MustParseAddr("2000::"), Mark: 1, Own: 0xffffffff},
 		{Kind: NATCaptureRestore, Mark: CaptureMark},
 		{Kind: NATForwardDrop, Dev: "tcpc0"},
+		{Kind: NATCaptureRestoreIn, Mark: CaptureMark, Dev: "tcpc0"},
 		{Kind: NATForwardDrop, Dev: "tcpc0", IPv6: true},
 	}
 }
@@ -49,6 +50,7 @@ func TestNATRuleText(t *testing.T) {
 		"capture tcp daddr 10.0.0.1 mark 0x1 unless 0x2",           // no range
 		"capture udp daddr 10.0.0.1-10.0.0.2 mark 0x1 unless 0x2",  // not tcp
 		"capture-restore mark 0x0", "capture-restore mark 0x100000000", "capture-restore",
+		"capture-restore-in mark 0x1", "capture-restore-in mark 0x0 iif t", "capture-restore-in mark 0x1 iif a/b",
 		"forward-drop ipv4 iif != a oif != b", "forward-drop ip iif != a oif != a", "forward-drop ipv4 iif != oif != ",
 	} {
 		if r, err := ParseNATRule(bad); err == nil {

@@ -16,6 +16,8 @@ const (
 
 func acceptRAKey(ifname string) string { return "net/ipv6/conf/" + ifname + "/accept_ra" }
 
+func srcValidMarkKey(ifname string) string { return "net/ipv4/conf/" + ifname + "/src_valid_mark" }
+
 // State is host state as netcfg wants it for a Spec (Desired) — the objects it owns,
 // nothing else of the host.
 type State struct {
@@ -111,7 +113,8 @@ func Desired(s Spec, f Facts) State {
 		}
 	}
 	if captured {
-		st.NAT = append(st.NAT, NATRule{Kind: NATCaptureRestore, Mark: CaptureMark})
+		st.NAT = append(st.NAT, NATRule{Kind: NATCaptureRestore, Mark: CaptureMark},
+			NATRule{Kind: NATCaptureRestoreIn, Mark: CaptureMark, Dev: s.Device})
 	}
 
 	if s.NAT {
@@ -148,6 +151,11 @@ func Desired(s Spec, f Facts) State {
 	// forwarding as it did.
 	if s.KernelV4.IsValid() {
 		st.Sysctls = append(st.Sysctls, Sysctl{sysctlForward4, "1"})
+		if captured {
+			// Reverse-path filtering of the stack's replies uses the mark
+			// capture-restore-in puts on them (IPv6 has no rp_filter).
+			st.Sysctls = append(st.Sysctls, Sysctl{srcValidMarkKey(s.Device), "1"})
+		}
 		if f.Forward4Before != "1" {
 			st.NAT = append(st.NAT, NATRule{Kind: NATForwardDrop, Dev: s.Device})
 		}

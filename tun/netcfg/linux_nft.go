@@ -21,6 +21,7 @@ import (
 //	  chain postrouting { type nat hook postrouting priority srcnat; ... masquerade rules }
 //	  chain capture     { type route hook output priority dstnat + 10; ... capture rules }
 //	  chain forward     { type filter hook forward priority filter; policy accept; ... forward-drop }
+//	  chain capture-in  { type filter hook prerouting priority mangle; ... capture-restore-in }
 //	}
 //
 // The capture chain runs after the output DNAT, so it sees the address a
@@ -36,13 +37,15 @@ const (
 	chainPost    = "postrouting"
 	chainCapture = "capture"
 	chainForward = "forward"
+	chainCapIn   = "capture-in"
 )
 
 func nftTable() *nftables.Table {
 	return &nftables.Table{Name: NFTTableName, Family: nftables.TableFamilyINet}
 }
 
-// nftChains returns our chains: prerouting, output, postrouting, capture, forward.
+// nftChains returns our chains: prerouting, output, postrouting, capture,
+// forward, capture-in.
 func nftChains(t *nftables.Table) []*nftables.Chain {
 	accept := nftables.ChainPolicyAccept
 	return []*nftables.Chain{
@@ -56,6 +59,8 @@ func nftChains(t *nftables.Table) []*nftables.Chain {
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest + 10)},
 		{Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept},
+		{Name: chainCapIn, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accept},
 	}
 }
 
@@ -70,6 +75,8 @@ func chainFor(chains []*nftables.Chain, k NATKind) *nftables.Chain {
 		return chains[3]
 	case NATForwardDrop:
 		return chains[4]
+	case NATCaptureRestoreIn:
+		return chains[5]
 	}
 	return chains[2]
 }
@@ -229,18 +236,26 @@ func (h *LinuxHost) DelNATTable() error {
 //	            ct direction original meta mark != OWN ip daddr LO-HI
 //	            fib daddr type != local ct mark set MARK meta mark set MARK
 //	capture-restore: ct mark MARK meta mark set MARK
+//	capture-restore-in: iifname DEV ct mark MARK meta mark set MARK
 //	forward-drop: meta nfproto ipv4 iifname != DEV oifname != DEV drop
 func natExprs(r NATRule) ([]expr.Any, error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("nat rule %v: %w", r, err)
 	}
-	if r.Kind == NATCaptureRestore {
+	if r.Kind == NATCaptureRestore || r.Kind == NATCaptureRestoreIn {
 		mark := binary.NativeEndian.AppendUint32(nil, r.Mark)
-		return []expr.Any{
+		var e []expr.Any
+		if r.Kind == NATCaptureRestoreIn {
+			e = append(e,
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(r.Dev)},
+			)
+		}
+		return append(e,
 			&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-		}, nil
+		), nil
 	}
 	fam := byte(unix.NFPROTO_IPV4)
 	if r.V6() {

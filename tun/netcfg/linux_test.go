@@ -215,8 +215,8 @@ func TestLinuxUpDown(t *testing.T) {
 		fmt.Sprintf("rule fam=10 prio=%d src=<nil> iif=\"\" ipproto=6 fwmark=%#x table=%d proto=%d",
 			netcfg.DefaultRulePriority+1, netcfg.CaptureMark, netcfg.DefaultTable, netcfg.RouteProtocol),
 		// 3 dnat, 3 dnat-local, 2 masquerade, 2 capture (203.0.113.0-127,
-		// 2001:db8:100::/48), 1 capture-restore, 2 forward-drop.
-		fmt.Sprintf("nft table %d %s rules=13", nftables.TableFamilyINet, netcfg.NFTTableName),
+		// 2001:db8:100::/48), 2 capture-restore (out, in), 2 forward-drop.
+		fmt.Sprintf("nft table %d %s rules=14", nftables.TableFamilyINet, netcfg.NFTTableName),
 		"net/ipv4/ip_forward=1", "net/ipv6/conf/all/forwarding=1", "net/ipv6/conf/up0/accept_ra=2",
 	} {
 		if !strings.Contains(after, want) {
@@ -227,7 +227,7 @@ func TestLinuxUpDown(t *testing.T) {
 		t.Errorf("link = %v", l)
 	}
 	// The rules read back through user data.
-	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 13 {
+	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 14 {
 		t.Errorf("NATRules = %v, %v, %v", rs, ok, err)
 	}
 

@@ -32,6 +32,12 @@ const (
 	// NATCaptureRestore copies Mark from conntrack onto every later packet
 	// the host sends on a captured connection.
 	NATCaptureRestore
+	// NATCaptureRestoreIn copies Mark from conntrack onto packets that
+	// arrive from Dev: the stack's replies on a captured connection. With
+	// src_valid_mark on Dev, reverse-path filtering then looks the sender
+	// up by the mark, finds the route into Dev, and strict rp_filter
+	// passes them.
+	NATCaptureRestoreIn
 	// NATForwardDrop drops forwarded packets of one IP family that neither
 	// come from Dev nor leave through it: the host forwards only the
 	// device's flows while forwarding is on by our doing.
@@ -71,6 +77,8 @@ func (r NATRule) String() string {
 		return fmt.Sprintf("capture tcp daddr %v-%v mark %#x unless %#x", r.Lo, r.Hi, r.Mark, r.Own)
 	case NATCaptureRestore:
 		return fmt.Sprintf("capture-restore mark %#x", r.Mark)
+	case NATCaptureRestoreIn:
+		return fmt.Sprintf("capture-restore-in mark %#x iif %s", r.Mark, r.Dev)
 	case NATForwardDrop:
 		return fmt.Sprintf("forward-drop %s iif != %s oif != %s", famName(r.IPv6), r.Dev, r.Dev)
 	}
@@ -91,7 +99,7 @@ func (r NATRule) V6() bool {
 		return r.To.Addr().Is6()
 	case NATCapture:
 		return r.Lo.Is6()
-	case NATCaptureRestore:
+	case NATCaptureRestore, NATCaptureRestoreIn:
 		return false
 	case NATForwardDrop:
 		return r.IPv6
@@ -134,6 +142,7 @@ func (e *NATRuleError) Error() string {
 //	dnat-local tcp dport PORT to ADDR:PORT
 //	capture tcp daddr LO-HI mark MARK unless OWN
 //	capture-restore mark MARK
+//	capture-restore-in mark MARK iif DEV
 //	forward-drop ipv4|ipv6 iif != DEV oif != DEV
 func ParseNATRule(s string) (NATRule, error) {
 	bad := func(format string, args ...any) (NATRule, error) {
@@ -187,6 +196,12 @@ func ParseNATRule(s string) (NATRule, error) {
 			return bad("mark: %v", err)
 		}
 		r = NATRule{Kind: NATCaptureRestore, Mark: m}
+	case len(f) == 5 && f[0] == "capture-restore-in" && f[1] == "mark" && f[3] == "iif":
+		m, err := parseMark(f[2])
+		if err != nil {
+			return bad("mark: %v", err)
+		}
+		r = NATRule{Kind: NATCaptureRestoreIn, Mark: m, Dev: f[4]}
 	case len(f) == 8 && f[0] == "forward-drop" && (f[1] == "ipv4" || f[1] == "ipv6") &&
 		f[2] == "iif" && f[3] == "!=" && f[5] == "oif" && f[6] == "!=":
 		r = NATRule{Kind: NATForwardDrop, IPv6: f[1] == "ipv6", Dev: f[4]}
@@ -226,6 +241,14 @@ func (r NATRule) validate() error {
 	case NATCaptureRestore:
 		if r.Mark == 0 {
 			return fmt.Errorf("mark 0")
+		}
+		return nil
+	case NATCaptureRestoreIn:
+		if r.Mark == 0 {
+			return fmt.Errorf("mark 0")
+		}
+		if r.Dev == "" || len(r.Dev) > 15 || strings.ContainsAny(r.Dev, " /\x00") {
+			return fmt.Errorf("bad device name %q", r.Dev)
 		}
 		return nil
 	case NATForwardDrop:
