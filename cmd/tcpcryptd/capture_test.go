@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"net"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpcryptd/tcpcryptd/config"
 	"github.com/tcpcryptd/tcpcryptd/tun/netcfg"
 )
 
@@ -28,5 +35,42 @@ exclude = ["192.0.2.0/24", "2001:db8:1::/48"]
 		if got := cfg.Captured(ip); got != want {
 			t.Errorf("%s: config says captured=%v, netcfg %v", a, got, want)
 		}
+	}
+}
+
+// A backend dial carries netcfg.OwnMark, which the capture rules skip: the
+// daemon's own connections never come back into the device, whatever the
+// include list says. (Setting SO_MARK needs CAP_NET_ADMIN.)
+func TestBackendDialCarriesOwnMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SO_MARK needs CAP_NET_ADMIN")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	dial := backendDialer(config.Service{Name: "t", Backend: l.Addr().String()}, func(netip.AddrPort) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dial(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mark int
+	var gerr error
+	rc.Control(func(fd uintptr) { mark, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+	if gerr != nil || uint32(mark) != netcfg.OwnMark {
+		t.Fatalf("backend socket mark %#x (%v), want %#x", mark, gerr, netcfg.OwnMark)
 	}
 }
