@@ -126,7 +126,7 @@ func TestInvalidConfigsNameKeyAndFix(t *testing.T) {
 		{"ifname", "[device]\nname = \"much-too-long-name0\"", "device.name", "15"},
 		{"prefix", "[outbound]\ninclude = [\"10.0.0.0/33\"]", "outbound.include[0]", "not an address prefix"},
 		{"host bits", "[outbound]\ninclude = [\"10.0.0.1/8\"]", "outbound.include[0]", "did you mean \"10.0.0.0/8\""},
-		{"overlap", "[outbound]\ninclude = [\"10.254.0.0/16\"]", "outbound.include", "overlaps"},
+		{"captures nothing", "[outbound]\ninclude = [\"10.254.77.0/25\"]", "outbound.include[0]", "the device's own prefix"},
 		{"policy", "[outbound]\npolicy = \"maybe\"", "outbound.policy", "\"off\", \"opportunistic\" or \"required\""},
 		{"rule port", "[[outbound.rule]]\nprefix=\"10.0.0.0/8\"\nports=[0]\nmode=\"off\"", "outbound.rule[0].ports[0]", "1-65535"},
 		{"stack addr", "[device]\nstack_ipv4 = \"10.9.9.9\"", "device.stack_ipv4", "inside 10.254.77.0/24"},

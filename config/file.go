@@ -207,9 +207,17 @@ func (f *file) validate(name string, flags map[string]string) (*Config, error) {
 	for i, s := range o.Exclude {
 		c.Outbound.Exclude = append(c.Outbound.Exclude, v.prefix(fmt.Sprintf("outbound.exclude[%d]", i), s))
 	}
-	for _, p := range c.Outbound.Include {
-		if p.IsValid() && (p.Overlaps(c.Device.KernelIPv4) || p.Overlaps(c.Device.KernelIPv6)) {
-			v.fail("outbound.include", "%s overlaps the device's own addresses; exclude them or change device.kernel_ipv4/6", p)
+	// Include may be everything ("0.0.0.0/0", "::/0"): loopback, link-local,
+	// multicast and the device's own prefixes are never captured, and
+	// exclude takes its prefixes back (docs/capture.md). An include prefix
+	// that lies wholly inside one of those captures nothing: a mistake.
+	never := append(slices.Clone(c.Outbound.Exclude), c.Outbound.NeverCaptured(c.Device.KernelIPv4, c.Device.KernelIPv6)...)
+	for i, p := range c.Outbound.Include {
+		for _, q := range never {
+			if p.IsValid() && q.IsValid() && p.Addr().Is6() == q.Addr().Is6() && p.Bits() >= q.Bits() && q.Contains(p.Addr()) {
+				v.fail(fmt.Sprintf("outbound.include[%d]", i), "%s captures nothing: it lies inside %s, which is %s", p, q, neverWhy(q, c))
+				break
+			}
 		}
 	}
 	c.Outbound.NAT = o.NAT
@@ -388,9 +396,6 @@ func (f *file) validate(name string, flags map[string]string) (*Config, error) {
 		}
 		if why := c.RoutedIntoDevice(a.WithZone("")); why != "" {
 			fix := "point backend at the server's own address, such as 127.0.0.1:8080"
-			if strings.HasPrefix(why, "outbound.include") {
-				fix = "add the backend's address to outbound.exclude, or " + fix
-			}
 			v.fail(serviceKey(i, s.Name)+".backend", "%q is routed into the device (%s): the daemon's dial to it would come back to the daemon and chain connections until file descriptors run out; %s", s.Backend, why, fix)
 		}
 	}
@@ -421,11 +426,13 @@ func serviceKey(i int, name string) string {
 
 // RoutedIntoDevice says whether the host routes connections to a into the
 // device, and by which key ("" if not): a service's listen address (any
-// port), the stack's address, the rest of the device's prefix (except the
-// kernel's own address there), or an outbound.include prefix that no
-// outbound.exclude prefix takes back. Loopback addresses never are: the
+// port), the stack's address, or the rest of the device's prefix (except
+// the kernel's own address there). Loopback addresses never are: the
 // kernel delivers them locally before any route applies. A service backend
-// there would be dialed back into the daemon.
+// there would be dialed back into the daemon. outbound.include does not
+// count: it captures the host's connections by a firewall mark, and the
+// daemon's own sockets carry another mark that is never captured
+// (docs/capture.md).
 func (c *Config) RoutedIntoDevice(a netip.Addr) string {
 	a = a.Unmap()
 	if !a.IsValid() || a.IsLoopback() || a.IsUnspecified() {
@@ -451,17 +458,18 @@ func (c *Config) RoutedIntoDevice(a netip.Addr) string {
 			return k.key
 		}
 	}
-	for _, p := range c.Outbound.Exclude {
-		if p.Contains(a) {
-			return ""
-		}
-	}
-	for i, p := range c.Outbound.Include {
-		if p.Contains(a) {
-			return fmt.Sprintf("outbound.include[%d]", i)
-		}
-	}
 	return ""
+}
+
+// neverWhy says why a prefix of NeverCaptured (or exclude) is not captured.
+func neverWhy(q netip.Prefix, c *Config) string {
+	switch {
+	case slices.Contains(c.Outbound.Exclude, q):
+		return "in outbound.exclude"
+	case q == c.Device.KernelIPv4.Masked() || q == c.Device.KernelIPv6.Masked():
+		return "the device's own prefix"
+	}
+	return "never captured (loopback, link-local, multicast or unspecified)"
 }
 
 // durationIn parses a duration and checks it lies in [lo, hi].

@@ -11,6 +11,8 @@ import (
 	"github.com/tcpcryptd/tcpcryptd/config"
 	"github.com/tcpcryptd/tcpcryptd/proxyproto"
 	"github.com/tcpcryptd/tcpcryptd/stack"
+	"github.com/tcpcryptd/tcpcryptd/tun/netcfg"
+	"golang.org/x/sys/unix"
 )
 
 // backendDialer returns the stack.BackendDialer of a service: a kernel
@@ -26,14 +28,17 @@ import (
 // address literal; a name is only known at dial time.
 func backendDialer(svc config.Service, check func(netip.AddrPort) error) stack.BackendDialer {
 	return func(ctx context.Context, c *stack.Conn) (net.Conn, error) {
-		d := net.Dialer{ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+		d := net.Dialer{ControlContext: func(_ context.Context, _, address string, rc syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
 				// The dialer hands over the resolved IP:port; refuse
 				// what cannot be checked.
 				return fmt.Errorf("backend address %q: %w", address, err)
 			}
-			return check(ap)
+			if err := check(ap); err != nil {
+				return err
+			}
+			return markOwn(rc)
 		}}
 		bc, err := d.DialContext(ctx, "tcp", svc.Backend)
 		if err != nil {
@@ -52,6 +57,24 @@ func backendDialer(svc config.Service, check func(netip.AddrPort) error) stack.B
 		}
 		return bc, nil
 	}
+}
+
+// markOwn puts netcfg.OwnMark on a socket of the daemon's own: the capture
+// rules skip packets that carry it, so a backend inside an include prefix
+// (or anywhere, with include = everything) is dialed directly, never back
+// into the device (docs/capture.md). Setting SO_MARK needs CAP_NET_ADMIN,
+// which the daemon has; without it the dial fails rather than risk a loop.
+func markOwn(rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, netcfg.OwnMark)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_MARK on a backend socket: %w", serr)
+	}
+	return nil
 }
 
 // proxyHeader encodes the PROXY v2 header for an inbound connection.

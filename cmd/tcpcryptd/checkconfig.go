@@ -64,6 +64,7 @@ func printSummary(w io.Writer, cfg *config.Config, from string) {
 		}
 		fmt.Fprintf(w, "outbound  %s, exclude %s, policy %s, %d rules, %s\n",
 			joinPrefixes(cfg), fmt.Sprint(cfg.Outbound.Exclude), cfg.Outbound.Policy, len(cfg.Outbound.Policies), nat)
+		fmt.Fprintln(w, "          (connections this host opens; never loopback, link-local, multicast or the device's prefixes)")
 	}
 	for _, s := range cfg.Services {
 		extra := ""

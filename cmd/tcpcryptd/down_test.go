@@ -90,7 +90,10 @@ func TestDownAfterCrash(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"removed route table 7701 192.0.2.0/24 dev tc0",
-		"removed rule v4 prio 7702 ipproto tcp lookup 7701",
+		"removed rule v4 prio 7702 ipproto tcp fwmark 0x7463a001 lookup 7701",
+		"removed rule v4 prio 7702 to 10.254.78.1/32 ipproto tcp lookup 7701",
+		"removed nft capture tcp daddr 192.0.2.0-192.0.2.255 mark 0x7463a001 unless 0x7463a002",
+		"removed nft forward-drop ipv4 iif != tc0 oif != tc0",
 		"removed nft masquerade from 10.254.77.2",
 		"removed nft dnat tcp dport 443 to 10.254.78.1:443",
 		"removed addr tc0 10.254.77.1/24",

@@ -15,6 +15,12 @@ func natRuleCases() []NATRule {
 		{Kind: NATDNAT, Port: 65535, To: netip.MustParseAddrPort("[fd77:9::10]:1"), Dev: "t"},
 		{Kind: NATDNATLocal, Port: 8443, To: netip.MustParseAddrPort("10.77.9.10:443")},
 		{Kind: NATDNATLocal, Port: 1, To: netip.MustParseAddrPort("[fd77:9::10]:65535")},
+		{Kind: NATCapture, Lo: netip.MustParseAddr("1.0.0.0"), Hi: netip.MustParseAddr("126.255.255.255"), Mark: CaptureMark, Own: OwnMark},
+		{Kind: NATCapture, Lo: netip.MustParseAddr("2000::"), Hi: netip.MustParseAddr("2000::"), Mark: 1, Own: 0xffffffff},
+		{Kind: NATCaptureRestore, Mark: CaptureMark},
+		{Kind: NATForwardDrop, Dev: "tcpc0"},
+		{Kind: NATCaptureRestoreIn, Mark: CaptureMark, Dev: "tcpc0"},
+		{Kind: NATForwardDrop, Dev: "tcpc0", IPv6: true},
 	}
 }
 
@@ -35,6 +41,17 @@ func TestNATRuleText(t *testing.T) {
 		"dnat-local tcp dport 8 to 10.0.0.1:1 iif != t", "dnat-local tcp dport 0 to 10.0.0.1:1",
 		"dnat-local tcp dport 8 to 10.0.0.1:0", "dnat-local tcp dport 8 to 10.0.0.1", "dnat-local tcp dport 8 to",
 		"dnat-local udp dport 8 to 10.0.0.1:1", "dnat-local tcp dport 8 to [fe80::1%eth0]:1",
+		"capture tcp daddr 10.0.0.2-10.0.0.1 mark 0x1 unless 0x2",  // empty range
+		"capture tcp daddr 10.0.0.1-::1 mark 0x1 unless 0x2",       // mixed families
+		"capture tcp daddr 10.0.0.1-10.0.0.2 mark 0x1 unless 0x1",  // the same mark
+		"capture tcp daddr 10.0.0.1-10.0.0.2 mark 0x0 unless 0x2",  // mark 0
+		"capture tcp daddr 10.0.0.1-10.0.0.2 mark 1 unless 0x2",    // not hex
+		"capture tcp daddr 10.0.0.1-10.0.0.2 mark 0x01 unless 0x2", // not canonical
+		"capture tcp daddr 10.0.0.1 mark 0x1 unless 0x2",           // no range
+		"capture udp daddr 10.0.0.1-10.0.0.2 mark 0x1 unless 0x2",  // not tcp
+		"capture-restore mark 0x0", "capture-restore mark 0x100000000", "capture-restore",
+		"capture-restore-in mark 0x1", "capture-restore-in mark 0x0 iif t", "capture-restore-in mark 0x1 iif a/b",
+		"forward-drop ipv4 iif != a oif != b", "forward-drop ip iif != a oif != a", "forward-drop ipv4 iif != oif != ",
 	} {
 		if r, err := ParseNATRule(bad); err == nil {
 			t.Errorf("ParseNATRule(%q) accepted: %v", bad, r)
@@ -72,6 +89,11 @@ func journalCases() []Change {
 		{Kind: ChangeNATTable},
 		{Kind: ChangeNATRule, NAT: &nat[0]},
 		{Kind: ChangeNATRule, NAT: &nat[2]},
+		{Kind: ChangeNATRule, NAT: &nat[6]},
+		{Kind: ChangeNATRule, NAT: &nat[8]},
+		{Kind: ChangeNATRule, NAT: &nat[10]},
+		{Kind: ChangeRule, Rule: &Rule{Priority: 10301, IPProto: 6, Mark: CaptureMark, Table: 2300, Proto: RouteProtocol}},
+		{Kind: ChangeRule, Rule: &Rule{Priority: 10301, To: netip.MustParsePrefix("198.18.0.5/32"), IPProto: 6, Table: 2300, Proto: RouteProtocol}},
 	}
 }
 

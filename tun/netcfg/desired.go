@@ -16,6 +16,8 @@ const (
 
 func acceptRAKey(ifname string) string { return "net/ipv6/conf/" + ifname + "/accept_ra" }
 
+func srcValidMarkKey(ifname string) string { return "net/ipv4/conf/" + ifname + "/src_valid_mark" }
+
 // State is host state as netcfg wants it for a Spec (Desired) — the objects it owns,
 // nothing else of the host.
 type State struct {
@@ -31,8 +33,9 @@ type State struct {
 type Facts struct {
 	// AcceptRA maps interface names to their current net/ipv6/conf/IF/accept_ra.
 	AcceptRA map[string]string
-	// Forward6Before is the IPv6 forwarding setting before we touched it.
-	Forward6Before string
+	// Forward4Before and Forward6Before are the forwarding settings before we
+	// touched them (the journal's record, else the host's current value).
+	Forward4Before, Forward6Before string
 	// ChangedAcceptRA lists interfaces whose accept_ra we already changed (journal).
 	ChangedAcceptRA map[string]bool
 }
@@ -84,7 +87,34 @@ func Desired(s Spec, f Facts) State {
 		}
 		st.Rules = append(st.Rules,
 			Rule{Priority: s.RulePriority, V6: v6, IifName: s.Device, Table: tableMain, Proto: RouteProtocol},
-			Rule{Priority: s.RulePriority + 1, V6: v6, IPProto: ipProtoTCP, Table: s.Table, Proto: RouteProtocol})
+			Rule{Priority: s.RulePriority + 1, V6: v6, IPProto: ipProtoTCP, Mark: CaptureMark, Table: s.Table, Proto: RouteProtocol})
+	}
+
+	// Service addresses outside the device's prefixes: every TCP packet to
+	// one goes into the device, marked or not. They are the stack's own
+	// addresses, so nothing but the device's flows goes there, and the
+	// host's own connections to them must find their route before any
+	// packet (and mark) exists: connect() looks the route up first.
+	for _, r := range st.Routes {
+		if !r.Throw && !slices.Contains(s.Include, r.Dst) {
+			st.Rules = append(st.Rules, Rule{Priority: s.RulePriority + 1, V6: r.Dst.Addr().Is6(), To: r.Dst,
+				IPProto: ipProtoTCP, Table: s.Table, Proto: RouteProtocol})
+		}
+	}
+
+	// Capture: the host's own new connections to included destinations get
+	// CaptureMark (docs/capture.md).
+	exclude := append(slices.Clone(s.Exclude), AutoExclude(s.KernelV4, s.KernelV6)...)
+	captured := false
+	for _, v6 := range []bool{false, true} {
+		for _, r := range captureRanges(s.Include, exclude, v6) {
+			st.NAT = append(st.NAT, NATRule{Kind: NATCapture, Lo: r.Lo, Hi: r.Hi, Mark: CaptureMark, Own: OwnMark})
+			captured = true
+		}
+	}
+	if captured {
+		st.NAT = append(st.NAT, NATRule{Kind: NATCaptureRestore, Mark: CaptureMark},
+			NATRule{Kind: NATCaptureRestoreIn, Mark: CaptureMark, Dev: s.Device})
 	}
 
 	if s.NAT {
@@ -114,11 +144,27 @@ func Desired(s Spec, f Facts) State {
 	// interfaces with accept_ra=1 (Documentation/networking/ip-sysctl.rst); 2 accepts
 	// them regardless. We switch such interfaces to 2 when it is our doing that
 	// forwarding goes on, and put them back on Down.
+	//
+	// No open relay: where forwarding was off before us, the host forwards
+	// only packets into or out of Device (the stack's egress, DNAT'ed
+	// services, and their replies); a host that was a router already keeps
+	// forwarding as it did.
 	if s.KernelV4.IsValid() {
 		st.Sysctls = append(st.Sysctls, Sysctl{sysctlForward4, "1"})
+		if captured {
+			// Reverse-path filtering of the stack's replies uses the mark
+			// capture-restore-in puts on them (IPv6 has no rp_filter).
+			st.Sysctls = append(st.Sysctls, Sysctl{srcValidMarkKey(s.Device), "1"})
+		}
+		if f.Forward4Before != "1" {
+			st.NAT = append(st.NAT, NATRule{Kind: NATForwardDrop, Dev: s.Device})
+		}
 	}
 	if s.KernelV6.IsValid() {
 		st.Sysctls = append(st.Sysctls, Sysctl{sysctlForward6, "1"})
+		if f.Forward6Before != "1" {
+			st.NAT = append(st.NAT, NATRule{Kind: NATForwardDrop, Dev: s.Device, IPv6: true})
+		}
 		names := make([]string, 0, len(f.AcceptRA))
 		for n := range f.AcceptRA {
 			names = append(names, n)

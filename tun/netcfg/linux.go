@@ -267,9 +267,17 @@ func (h *LinuxHost) Rules() ([]Rule, error) {
 	for _, nr := range nrs {
 		r := Rule{Priority: nr.Priority, V6: nr.Family == unix.AF_INET6, IifName: nr.IifName,
 			IPProto: nr.IPProto, Table: nr.Table, Proto: int(nr.Protocol)}
+		if nr.Mask == nil || *nr.Mask == 0xffffffff {
+			r.Mark = nr.Mark // a masked mark is not a shape we create
+		}
 		if nr.Src != nil {
 			if p, ok := ipNetToPrefix(nr.Src); ok {
 				r.From = p
+			}
+		}
+		if nr.Dst != nil {
+			if p, ok := ipNetToPrefix(nr.Dst); ok {
+				r.To = p
 			}
 		}
 		out = append(out, r)
@@ -281,12 +289,20 @@ func nlRule(r Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Priority, nr.Table, nr.IifName, nr.IPProto = r.Priority, r.Table, r.IifName, r.IPProto
 	nr.Protocol = uint8(r.Proto)
+	if r.Mark != 0 {
+		nr.Mark = r.Mark
+		all := uint32(0xffffffff)
+		nr.Mask = &all
+	}
 	nr.Family = unix.AF_INET
 	if r.V6 {
 		nr.Family = unix.AF_INET6
 	}
 	if r.From.IsValid() {
 		nr.Src = prefixToIPNet(r.From)
+	}
+	if r.To.IsValid() {
+		nr.Dst = prefixToIPNet(r.To)
 	}
 	return nr
 }

@@ -12,27 +12,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Our nftables table holds three NAT chains:
+// Our nftables table holds three NAT chains, the capture chain and a forward
+// filter:
 //
 //	table inet tcpcryptd {
 //	  chain prerouting  { type nat hook prerouting priority dstnat; ... DNAT rules }
 //	  chain output      { type nat hook output priority dstnat; ... local DNAT rules }
 //	  chain postrouting { type nat hook postrouting priority srcnat; ... masquerade rules }
+//	  chain capture     { type route hook output priority dstnat + 10; ... capture rules }
+//	  chain forward     { type filter hook forward priority filter; policy accept; ... forward-drop }
+//	  chain capture-in  { type filter hook prerouting priority mangle; ... capture-restore-in }
 //	}
+//
+// The capture chain runs after the output DNAT, so it sees the address a
+// local connection to a host port was rewritten to (a service address), and
+// is of type route: the kernel routes a packet again when the chain changed
+// its mark. Every rule stands on its own (no rule relies on another running
+// before it), so rules added later by a reconcile can go at the end.
 //
 // Each rule's user data is its NATRule text, which is how NATRules reads them back.
 const (
-	chainPre  = "prerouting"
-	chainOut  = "output"
-	chainPost = "postrouting"
+	chainPre     = "prerouting"
+	chainOut     = "output"
+	chainPost    = "postrouting"
+	chainCapture = "capture"
+	chainForward = "forward"
+	chainCapIn   = "capture-in"
 )
 
 func nftTable() *nftables.Table {
 	return &nftables.Table{Name: NFTTableName, Family: nftables.TableFamilyINet}
 }
 
-// nftChains returns our chains: prerouting, output, postrouting.
+// nftChains returns our chains: prerouting, output, postrouting, capture,
+// forward, capture-in.
 func nftChains(t *nftables.Table) []*nftables.Chain {
+	accept := nftables.ChainPolicyAccept
 	return []*nftables.Chain{
 		{Name: chainPre, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest},
@@ -40,6 +55,12 @@ func nftChains(t *nftables.Table) []*nftables.Chain {
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest},
 		{Name: chainPost, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource},
+		{Name: chainCapture, Table: t, Type: nftables.ChainTypeRoute,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest + 10)},
+		{Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept},
+		{Name: chainCapIn, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accept},
 	}
 }
 
@@ -50,6 +71,12 @@ func chainFor(chains []*nftables.Chain, k NATKind) *nftables.Chain {
 		return chains[0]
 	case NATDNATLocal:
 		return chains[1]
+	case NATCapture, NATCaptureRestore:
+		return chains[3]
+	case NATForwardDrop:
+		return chains[4]
+	case NATCaptureRestoreIn:
+		return chains[5]
 	}
 	return chains[2]
 }
@@ -205,9 +232,30 @@ func (h *LinuxHost) DelNATTable() error {
 //	            meta l4proto tcp th dport PORT fib daddr type local
 //	            dnat ip to ADDR:PORT
 //	            (IPv6: ip6 daddr != ::1)
+//	capture:    meta nfproto ipv4 meta l4proto tcp ct state new
+//	            ct direction original meta mark != OWN ip daddr LO-HI
+//	            fib daddr type != local ct mark set MARK meta mark set MARK
+//	capture-restore: ct mark MARK meta mark set MARK
+//	capture-restore-in: iifname DEV ct mark MARK meta mark set MARK
+//	forward-drop: meta nfproto ipv4 iifname != DEV oifname != DEV drop
 func natExprs(r NATRule) ([]expr.Any, error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("nat rule %v: %w", r, err)
+	}
+	if r.Kind == NATCaptureRestore || r.Kind == NATCaptureRestoreIn {
+		mark := binary.NativeEndian.AppendUint32(nil, r.Mark)
+		var e []expr.Any
+		if r.Kind == NATCaptureRestoreIn {
+			e = append(e,
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(r.Dev)},
+			)
+		}
+		return append(e,
+			&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		), nil
 	}
 	fam := byte(unix.NFPROTO_IPV4)
 	if r.V6() {
@@ -218,6 +266,16 @@ func natExprs(r NATRule) ([]expr.Any, error) {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam}},
 	}
 	switch r.Kind {
+	case NATCapture:
+		e = append(e, captureExprs(r)...)
+	case NATForwardDrop:
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(r.Dev)},
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(r.Dev)},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
 	case NATMasquerade:
 		off, n := uint32(12), uint32(4) // IPv4 source address (RFC 791 §3.1)
 		if r.V6() {
@@ -254,6 +312,36 @@ func natExprs(r NATRule) ([]expr.Any, error) {
 		)
 	}
 	return e, nil
+}
+
+// captureExprs is a capture rule after its family match. The cheap tests
+// come first: every packet but a connection's first stops at "ct state new".
+func captureExprs(r NATRule) []expr.Any {
+	off, n := uint32(16), uint32(4) // IPv4 destination address (RFC 791 §3.1)
+	if r.V6() {
+		off, n = 24, 16 // IPv6 destination address (RFC 8200 §3)
+	}
+	var local [4]byte
+	binary.NativeEndian.PutUint32(local[:], unix.RTN_LOCAL)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, r.Own)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: r.Lo.AsSlice(), ToData: r.Hi.AsSlice()},
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: local[:]},
+		&expr.Immediate{Register: 1, Data: binary.NativeEndian.AppendUint32(nil, r.Mark)},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}
 }
 
 // notLoopbackDst matches packets whose destination is not a loopback

@@ -64,6 +64,23 @@ func newLinuxEnv(t *testing.T) *linuxEnv {
 	if err := env.nl.LinkSetUp(up); err != nil {
 		t.Fatal(err)
 	}
+	// Addresses and default routes on the uplink, as a host has: a
+	// connection's first route lookup (by the socket, before any mark) must
+	// find a route; the capture mark then sends it into the TUN instead.
+	for _, p := range []string{"192.0.2.1/24", "2001:db8:1::1/64"} {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(addr(strings.Split(p, "/")[0]).AsSlice()), Mask: net.CIDRMask(24, 32)}}
+		if strings.Contains(p, ":") {
+			a.IPNet.Mask, a.Flags = net.CIDRMask(64, 128), unix.IFA_F_NODAD
+		}
+		if err := env.nl.AddrAdd(up, a); err != nil {
+			t.Fatalf("address on the uplink: %v", err)
+		}
+	}
+	for _, gw := range []string{"192.0.2.254", "2001:db8:1::fe"} {
+		if err := env.nl.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.IP(addr(gw).AsSlice())}); err != nil {
+			t.Fatalf("default route: %v", err)
+		}
+	}
 	if env.host, err = netcfg.NewLinuxHostAt(env.ns.Handle()); err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +131,8 @@ func (env *linuxEnv) dump(t *testing.T, table int) string {
 		t.Fatal(err)
 	}
 	for _, r := range rules {
-		out = append(out, fmt.Sprintf("rule fam=%d prio=%d src=%v iif=%q ipproto=%d table=%d proto=%d",
-			r.Family, r.Priority, r.Src, r.IifName, r.IPProto, r.Table, r.Protocol))
+		out = append(out, fmt.Sprintf("rule fam=%d prio=%d src=%v iif=%q ipproto=%d fwmark=%#x table=%d proto=%d",
+			r.Family, r.Priority, r.Src, r.IifName, r.IPProto, r.Mark, r.Table, r.Protocol))
 	}
 	routes, err := env.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -193,10 +210,13 @@ func TestLinuxUpDown(t *testing.T) {
 		fmt.Sprintf("route table=%d dst=203.0.113.128/25 type=%d", netcfg.DefaultTable, unix.RTN_THROW),
 		fmt.Sprintf("route table=%d dst=198.18.0.5/32 type=%d", netcfg.DefaultTable, unix.RTN_UNICAST),
 		fmt.Sprintf("route table=%d dst=2001:db8:100::/48", netcfg.DefaultTable),
-		fmt.Sprintf("rule fam=2 prio=%d src=10.77.9.2/32 iif=\"\" ipproto=0 table=254 proto=%d", netcfg.DefaultRulePriority, netcfg.RouteProtocol),
-		fmt.Sprintf("rule fam=2 prio=%d src=<nil> iif=%q ipproto=0 table=254 proto=%d", netcfg.DefaultRulePriority, dev, netcfg.RouteProtocol),
-		fmt.Sprintf("rule fam=10 prio=%d src=<nil> iif=\"\" ipproto=6 table=%d proto=%d", netcfg.DefaultRulePriority+1, netcfg.DefaultTable, netcfg.RouteProtocol),
-		fmt.Sprintf("nft table %d %s rules=8", nftables.TableFamilyINet, netcfg.NFTTableName),
+		fmt.Sprintf("rule fam=2 prio=%d src=10.77.9.2/32 iif=\"\" ipproto=0 fwmark=0x0 table=254 proto=%d", netcfg.DefaultRulePriority, netcfg.RouteProtocol),
+		fmt.Sprintf("rule fam=2 prio=%d src=<nil> iif=%q ipproto=0 fwmark=0x0 table=254 proto=%d", netcfg.DefaultRulePriority, dev, netcfg.RouteProtocol),
+		fmt.Sprintf("rule fam=10 prio=%d src=<nil> iif=\"\" ipproto=6 fwmark=%#x table=%d proto=%d",
+			netcfg.DefaultRulePriority+1, netcfg.CaptureMark, netcfg.DefaultTable, netcfg.RouteProtocol),
+		// 3 dnat, 3 dnat-local, 2 masquerade, 2 capture (203.0.113.0-127,
+		// 2001:db8:100::/48), 2 capture-restore (out, in), 2 forward-drop.
+		fmt.Sprintf("nft table %d %s rules=14", nftables.TableFamilyINet, netcfg.NFTTableName),
 		"net/ipv4/ip_forward=1", "net/ipv6/conf/all/forwarding=1", "net/ipv6/conf/up0/accept_ra=2",
 	} {
 		if !strings.Contains(after, want) {
@@ -206,14 +226,13 @@ func TestLinuxUpDown(t *testing.T) {
 	if l, _ := env.host.Link(dev); !l.Up || l.MTU != 1400 {
 		t.Errorf("link = %v", l)
 	}
-	// The NAT rules read back through user data: 3 dnat, 3 dnat-local, 2 masquerade.
-	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 8 {
+	// The rules read back through user data.
+	if rs, ok, err := env.host.NATRules(); err != nil || !ok || len(rs) != 14 {
 		t.Errorf("NATRules = %v, %v, %v", rs, ok, err)
 	}
 
-	// Routing: TCP to an Include address enters the TUN; UDP does not (no rule sends it
-	// to our table, and this namespace has no default route); TCP to an Exclude
-	// address does not either.
+	// Routing: TCP to an Include address enters the TUN; UDP does not (it gets no
+	// mark and leaves by the default route); TCP to an Exclude address does not either.
 	env.poke(t, "tcp", "203.0.113.7:80")
 	env.poke(t, "tcp", "[2001:db8:100::7]:80")
 	env.poke(t, "udp", "203.0.113.8:53")

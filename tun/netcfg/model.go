@@ -63,8 +63,10 @@ type Rule struct {
 	Priority int          `json:"priority"`
 	V6       bool         `json:"v6,omitempty"`
 	From     netip.Prefix `json:"from,omitzero"`     // zero: any source
+	To       netip.Prefix `json:"to,omitzero"`       // zero: any destination
 	IifName  string       `json:"iif,omitempty"`     // empty: any input interface
 	IPProto  int          `json:"ipproto,omitempty"` // 0: any transport
+	Mark     uint32       `json:"fwmark,omitempty"`  // 0: any firewall mark (else: exactly this one)
 	Table    int          `json:"table"`
 	Proto    int          `json:"proto"` // FRA_PROTOCOL; RouteProtocol for ours
 }
@@ -79,6 +81,9 @@ func (r Rule) String() string {
 	if r.From.IsValid() {
 		fmt.Fprintf(&b, " from %v", r.From)
 	}
+	if r.To.IsValid() {
+		fmt.Fprintf(&b, " to %v", r.To)
+	}
 	if r.IifName != "" {
 		fmt.Fprintf(&b, " iif %s", r.IifName)
 	}
@@ -88,6 +93,9 @@ func (r Rule) String() string {
 		} else {
 			fmt.Fprintf(&b, " ipproto %d", r.IPProto)
 		}
+	}
+	if r.Mark != 0 {
+		fmt.Fprintf(&b, " fwmark %#x", r.Mark)
 	}
 	fmt.Fprintf(&b, " lookup %s proto %s", tableName(r.Table), protoName(r.Proto))
 	return b.String()

@@ -13,10 +13,13 @@
 // with RouteProtocol, rule priorities from RulePriority, the nftables table
 // NFTTableName — so it can be recognised.
 //
-// Routing design (docs/architecture.md): a dedicated table holds the Include
-// prefixes (routes into the device), Exclude prefixes (throw routes: lookup goes on
-// to the main table) and host routes for service addresses; a rule at RulePriority+1
-// sends TCP, and only TCP, to that table, since the stack terminates nothing else.
+// Routing design (docs/capture.md): a dedicated table
+// holds the Include prefixes (routes into the device), Exclude prefixes (throw
+// routes: lookup goes on to the main table) and host routes for service addresses;
+// a rule at RulePriority+1 sends TCP packets that carry CaptureMark to that table.
+// Only connections the host itself opens get that mark (an nftables rule on the
+// output hook, for a new connection in its original direction, kept in conntrack),
+// so replies of the host's own servers and forwarded packets are never captured.
 // Rules at RulePriority make every packet that comes out of the device (iif) or
 // carries a stack egress source look up the main table instead, so the stack's own
 // connections are never routed back into the device.
@@ -48,6 +51,14 @@ const (
 	RouteProtocol = 233
 	// NFTTableName is our nftables table (family inet).
 	NFTTableName = "tcpcryptd"
+	// CaptureMark is the firewall mark (in conntrack and on packets) of the
+	// host's own TCP connections that go into the device; the policy rule
+	// that selects Table matches it (docs/capture.md).
+	CaptureMark = 0x7463a001
+	// OwnMark is the mark (SO_MARK) the daemon puts on its own sockets
+	// (backend dials): packets that carry it are never captured, whatever
+	// the include list says.
+	OwnMark = 0x7463a002
 
 	// Linux's reserved routing tables and the rule priority range a table rule may use.
 	tableDefault = 253

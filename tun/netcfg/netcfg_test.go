@@ -56,6 +56,13 @@ var specs = []struct {
 		Device: dev, MTU: 1400, KernelV6: pfx("fd77:9::1/64"), StackV6: addr("fd77:9::2"),
 		Table: 4242, RulePriority: 9000, Include: pfxs("2000::/3"), Exclude: pfxs("2001:db8::/32"), NAT: true,
 	}},
+	// Encrypt everything: the capture ranges leave out loopback, link-local,
+	// multicast, the device's prefixes and the excluded ones.
+	{"encrypt-everything", netcfg.Spec{
+		Device: dev, KernelV4: pfx("10.77.9.1/24"), KernelV6: pfx("fd77:9::1/64"),
+		StackV4: addr("10.77.9.2"), StackV6: addr("fd77:9::2"),
+		Include: pfxs("0.0.0.0/0", "::/0"), Exclude: pfxs("192.0.2.0/24"), NAT: true,
+	}},
 }
 
 // The host's own connections to a host port are DNAT'ed too (dnat-local),

@@ -146,6 +146,12 @@ func (c *Config) undo(ch Change) error {
 // facts gathers what Desired needs from the host and the journal.
 func (c *Config) facts(s Spec) (Facts, error) {
 	f := Facts{AcceptRA: map[string]string{}, ChangedAcceptRA: map[string]bool{}}
+	var err error
+	if s.KernelV4.IsValid() {
+		if f.Forward4Before, err = c.before(sysctlForward4); err != nil {
+			return f, err
+		}
+	}
 	if !s.KernelV6.IsValid() {
 		return f, nil
 	}
@@ -166,13 +172,21 @@ func (c *Config) facts(s Spec) (Facts, error) {
 			f.ChangedAcceptRA[n] = true
 		}
 	}
-	if i, ok := c.find(Change{Kind: ChangeSysctl, Sysctl: &Sysctl{Key: sysctlForward6}}); ok {
-		f.Forward6Before = c.journal[i].Sysctl.Value
-	} else if f.Forward6Before, err = c.host.Sysctl(sysctlForward6); err != nil && !errors.Is(err, ErrNotExist) {
-		return f, fmt.Errorf("netcfg: read %s: %w", sysctlForward6, err)
+	f.Forward6Before, err = c.before(sysctlForward6)
+	return f, err
+}
+
+// before is a sysctl's value before we changed it: the journal's record if
+// we did, else its current value ("" if the host has no such key).
+func (c *Config) before(key string) (string, error) {
+	if i, ok := c.find(Change{Kind: ChangeSysctl, Sysctl: &Sysctl{Key: key}}); ok {
+		return strings.TrimSpace(c.journal[i].Sysctl.Value), nil
 	}
-	f.Forward6Before = strings.TrimSpace(f.Forward6Before)
-	return f, nil
+	v, err := c.host.Sysctl(key)
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return "", fmt.Errorf("netcfg: read %s: %w", key, err)
+	}
+	return strings.TrimSpace(v), nil
 }
 
 // Journal bookkeeping.

@@ -71,13 +71,14 @@ func NewHost() *Host {
 }
 
 // AddLink creates an interface (the TUN a test pretends tun/link created), with IPv6
-// on and accept_ra=1 as a fresh Linux interface has.
+// on and accept_ra=1 and src_valid_mark=0 as a fresh Linux interface has.
 func (h *Host) AddLink(name string, mtu int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.links[name] = &netcfg.Link{Name: name, MTU: mtu}
 	h.addrs[name] = nil
 	h.sysctls["net/ipv6/conf/"+name+"/accept_ra"] = "1"
+	h.sysctls["net/ipv4/conf/"+name+"/src_valid_mark"] = "0"
 }
 
 // RemoveLink deletes an interface as closing a TUN does: its addresses and the
@@ -88,6 +89,7 @@ func (h *Host) RemoveLink(name string) {
 	delete(h.links, name)
 	delete(h.addrs, name)
 	delete(h.sysctls, "net/ipv6/conf/"+name+"/accept_ra")
+	delete(h.sysctls, "net/ipv4/conf/"+name+"/src_valid_mark")
 	h.routes = slices.DeleteFunc(h.routes, func(r netcfg.Route) bool { return r.Dev == name })
 }
 
