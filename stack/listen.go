@@ -351,7 +351,12 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		if !l.takeSlot() {
-			l.refuse(a) // Close resets the parked ones
+			// Closed: a was counted for its source; reset it and any
+			// parked connection done hands its place to (Close resets
+			// the other parked ones).
+			for x := a; x != nil; x = l.done(x.src) {
+				l.refuse(x)
+			}
 			return
 		}
 		l.start(a)
