@@ -247,6 +247,17 @@ func (l *Listener) Close() error {
 		for _, a := range parked {
 			l.refuse(a)
 		}
+		// Connections still in the stack's accept queue were reset with
+		// the endpoint; nobody will claim their flows (nor those of its
+		// half-open ones), so they go now rather than when the sweep
+		// finds them unclaimed.
+		if fl := l.st.flows; fl != nil {
+			fl.dropUnclaimed(func(id gvstack.TransportEndpointID) bool {
+				return id.LocalPort == l.key.port &&
+					(l.key.addr.Len() == 0 || id.LocalAddress == l.key.addr) &&
+					l.st.listenerFor(id.LocalAddress, id.LocalPort) == nil
+			})
+		}
 		for {
 			select {
 			case c := <-l.conns:
