@@ -669,7 +669,12 @@ func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, erro
 	// A passive opener sends b = 1 and is always host B (RFC 8547 §4.2);
 	// only B receives Init1.
 	if err != nil || res.TEPByte&resumeBit != 0 || res.Role != eno.RoleB {
-		l.endWait(w)
+		if !l.endWait(w) {
+			// Evicted just before: reset it as eviction promised,
+			// rather than leave the outcome to secure's race between
+			// the settled flow and the cancelled context.
+			return nil, errEvicted
+		}
 		return w.ctx, nil
 	}
 	if err := l.waitInit1(w, c.stream, timer); err != nil {
