@@ -615,6 +615,35 @@ func (t *flowTable) resetBy(f *flow, seq uint32) bool {
 	return true
 }
 
+// dropUnclaimed drops the passive flows nobody claimed for which gone
+// reports true (a closed listener's: their connections are reset with it),
+// and returns how many.
+func (t *flowTable) dropUnclaimed(gone func(gvstack.TransportEndpointID) bool) int {
+	var cand []*flow
+	t.mu.RLock()
+	for _, f := range t.m {
+		if f.kind != flowPassive {
+			continue
+		}
+		f.mu.Lock()
+		claimed := f.claimed
+		f.mu.Unlock()
+		if !claimed {
+			cand = append(cand, f)
+		}
+	}
+	t.mu.RUnlock()
+	n := 0
+	for _, f := range cand {
+		if gone(f.id) && t.unlist(f) {
+			t.counters.FlowsRemoved.Add(1)
+			t.drop(f)
+			n++
+		}
+	}
+	return n
+}
+
 // len returns the number of listed flows.
 func (t *flowTable) len() int {
 	t.mu.RLock()

@@ -434,3 +434,59 @@ func TestTEPCostOrder(t *testing.T) {
 		t.Fatal("an unknown TEP must cost as much as the dearest")
 	}
 }
+
+// TestCloseWhileWaitingForSlot: Close while the accept loop waits for a
+// handshake slot (every slot held by a stalled handshake that is too young
+// to evict) resets the waiting connection and leaves no handshake state:
+// the connection had already been counted for its source.
+func TestCloseWhileWaitingForSlot(t *testing.T) {
+	p := newPair(t, pairOpts{b: func(o *Options) {
+		o.MaxHandshakes = 1
+		o.HandshakesPerSource = 1000
+		o.Init1Timeout = time.Minute // evictAge 15 s: nothing is evicted
+	}})
+	l, err := p.b.Listen(addrB4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptAll(t, l)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	sc := newStalledClients(t)
+	sc.dial(ctxT(t), p.a, addrA4, dst)
+	waitFor(t, func() bool { return l.waitingHandshakes() == 1 }, "the slot taken")
+	sc.dial(ctxT(t), p.a, addrA4, dst)
+	waitFor(t, func() bool { active, _ := l.inProgress(); return active == 2 }, "a second connection waiting for the slot")
+	l.Close()
+	if active, parked := l.inProgress(); active != 0 || parked != 0 || len(l.sem) != 0 || l.waitingHandshakes() != 0 {
+		t.Errorf("after Close: %d handshakes counted, %d parked, %d slots taken, %d waiting; want none", active, parked, len(l.sem), l.waitingHandshakes())
+	}
+	waitFor(t, func() bool { return p.b.flows.len() == 0 }, "flows released")
+}
+
+// TestCloseForgetsBackloggedFlows: connections that completed TCP's
+// handshake but that the listener had not yet accepted (its accept loop
+// waited for a handshake slot) are reset by Close, and their ENO flows go
+// with them at once, not only when the sweep finds them unclaimed
+// (Options.UnclaimedTimeout, two minutes by default).
+func TestCloseForgetsBackloggedFlows(t *testing.T) {
+	p := newPair(t, pairOpts{b: func(o *Options) {
+		o.MaxHandshakes = 1
+		o.HandshakesPerSource = 1000
+		o.Init1Timeout = time.Minute // nothing is evicted or timed out
+	}})
+	l, err := p.b.Listen(addrB4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptAll(t, l)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	sc := newStalledClients(t)
+	sc.dial(ctxT(t), p.a, addrA4, dst)
+	waitFor(t, func() bool { return l.waitingHandshakes() == 1 }, "the slot taken")
+	sc.dial(ctxT(t), p.a, addrA4, dst)
+	waitFor(t, func() bool { active, _ := l.inProgress(); return active == 2 }, "the accept loop waiting for the slot")
+	sc.dial(ctxT(t), p.a, addrA4, dst) // stays in the stack's accept queue
+	waitFor(t, func() bool { return sc.started.Load() == 3 && p.b.flows.len() == 3 }, "a third connection established")
+	l.Close()
+	waitFor(t, func() bool { return p.b.flows.len() == 0 }, "every flow of the closed listener released")
+}

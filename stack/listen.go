@@ -248,6 +248,17 @@ func (l *Listener) Close() error {
 		for _, a := range parked {
 			l.refuse(a)
 		}
+		// Connections still in the stack's accept queue were reset with
+		// the endpoint; nobody will claim their flows (nor those of its
+		// half-open ones), so they go now rather than when the sweep
+		// finds them unclaimed.
+		if fl := l.st.flows; fl != nil {
+			fl.dropUnclaimed(func(id gvstack.TransportEndpointID) bool {
+				return id.LocalPort == l.key.port &&
+					(l.key.addr.Len() == 0 || id.LocalAddress == l.key.addr) &&
+					l.st.listenerFor(id.LocalAddress, id.LocalPort) == nil
+			})
+		}
 		for {
 			select {
 			case c := <-l.conns:
@@ -352,7 +363,12 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		if !l.takeSlot() {
-			l.refuse(a) // Close resets the parked ones
+			// Closed: a was counted for its source; reset it and any
+			// parked connection done hands its place to (Close resets
+			// the other parked ones).
+			for x := a; x != nil; x = l.done(x.src) {
+				l.refuse(x)
+			}
 			return
 		}
 		l.start(a)
@@ -654,7 +670,12 @@ func (l *Listener) awaitPeer(w *hsWait, c *Conn, f *flow) (context.Context, erro
 	// A passive opener sends b = 1 and is always host B (RFC 8547 §4.2);
 	// only B receives Init1.
 	if err != nil || res.TEPByte&resumeBit != 0 || res.Role != eno.RoleB {
-		l.endWait(w)
+		if !l.endWait(w) {
+			// Evicted just before: reset it as eviction promised,
+			// rather than leave the outcome to secure's race between
+			// the settled flow and the cancelled context.
+			return nil, errEvicted
+		}
 		return w.ctx, nil
 	}
 	if err := l.waitInit1(w, c.stream, timer); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/tcpcryptd/tcpcryptd/crypt/internal/cpumeter"
 	"github.com/tcpcryptd/tcpcryptd/crypt/internal/kat"
 )
 
@@ -341,8 +342,8 @@ func BenchmarkKEM(b *testing.B) {
 		_, reply, _ := pool.Encapsulate(pubA)
 		b.Run(id.String()+"/A", func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := startCPU()
-			defer cpu.report(b)
+			cpu := cpumeter.Start()
+			defer cpu.Report(b)
 			for b.Loop() {
 				k, err := g.GenerateKey(nil)
 				if err != nil {
@@ -360,8 +361,8 @@ func BenchmarkKEM(b *testing.B) {
 		})
 		b.Run(id.String()+"/B", func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := startCPU()
-			defer cpu.report(b)
+			cpu := cpumeter.Start()
+			defer cpu.Report(b)
 			for b.Loop() {
 				p, _, err := g.ReadPublic(pa)
 				if err != nil {

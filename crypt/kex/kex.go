@@ -216,6 +216,9 @@ func (k *PrivateKey) PublicKey() *PublicKey {
 // (RFC 8548 §3.3, §5). It returns an error wrapping ErrZeroSecret for an
 // all-zero X25519/X448 result.
 func (k *PrivateKey) ECDH(peer *PublicKey) ([]byte, error) {
+	// Every call, failed ones included, uses up the holder's claim on a
+	// pooled key: its handshake is over either way.
+	defer k.release()
 	if peer == nil {
 		return nil, fmt.Errorf("kex: %v ECDH: nil public key", k.g.ID())
 	}
@@ -225,9 +228,7 @@ func (k *PrivateKey) ECDH(peer *PublicKey) ([]byte, error) {
 	if k.erased.Load() {
 		return nil, fmt.Errorf("kex: %v ECDH: private key erased", k.g.ID())
 	}
-	es, err := k.impl.ecdh(peer)
-	k.release()
-	return es, err
+	return k.impl.ecdh(peer)
 }
 
 // Zero erases the private scalar where the group's implementation allows
@@ -261,10 +262,15 @@ func (k *PrivateKey) release() {
 	}
 }
 
+// Release gives back a key from Pool.Get whose holder will not run its
+// ECDH (its handshake failed first: the peer sent a malformed or no
+// reply). Without it a per-connection key would never be erased, and a
+// shared one never once retired. The key must not be used afterwards.
+func (k *PrivateKey) Release() { k.release() }
+
 // retire marks the key as no longer handed out; it is erased now if no
-// holder still owes its ECDH, else by the last one. (A holder whose
-// handshake failed before its ECDH never releases: that key is left to the
-// garbage collector, as before.)
+// holder still owes its ECDH, else by the last one (ECDH, or Release when
+// its handshake failed first).
 func (k *PrivateKey) retire() {
 	k.retired.Store(true)
 	if k.users.Load() == 0 {

@@ -366,22 +366,28 @@ func (c *Cache) add(peer string, tep kex.ID, role eno.Role, aead schedule.AEADID
 	return ch.id
 }
 
-// prefixOf names the share a peer counts against: its IPv4 address, its
-// IPv6 /64, or the peer string itself if it is not an address.
+// prefixOf names the share a peer counts against: its SourcePrefix, or
+// the peer string itself if it is not an address.
 func prefixOf(peer string) string {
 	a, err := netip.ParseAddr(peer)
 	if err != nil {
 		return peer
 	}
-	a = a.Unmap()
-	if a.Is4() {
-		return a.String()
+	return SourcePrefix(a).String()
+}
+
+// SourcePrefix is the unit a per-source share counts (the cache's
+// PrefixShare; the stack uses it for all its per-source limits): an IPv4
+// address, or the /64 of an IPv6 address, since one subscriber usually
+// owns a whole /64 and can pick any address in it for each connection.
+func SourcePrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	bits := 32
+	if a.Is6() {
+		bits = 64
 	}
-	p, err := a.WithZone("").Prefix(64)
-	if err != nil {
-		return peer
-	}
-	return p.String()
+	p, _ := a.Prefix(bits)
+	return p
 }
 
 // takeForOffer takes the next unused secret ss[i] of the newest usable

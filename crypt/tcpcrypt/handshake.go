@@ -190,6 +190,14 @@ func (s *Session) freshA(stream io.ReadWriter, g kex.Group, r eno.Result) (*keys
 	if err != nil {
 		return nil, &HandshakeError{Reason: "internal", Err: err}
 	}
+	// Until Decapsulate runs (it releases the key itself), a failure
+	// gives the key back, so that it is still erased (kex.PrivateKey).
+	decapsulated := false
+	defer func() {
+		if !decapsulated {
+			priv.Release()
+		}
+	}()
 	m1 := Init1{Ciphers: aeads, Pub: priv.AppendPublic(nil)}
 	if _, err := io.ReadFull(s.cfg.state().rand, m1.NA[:]); err != nil {
 		return nil, &HandshakeError{Reason: "internal", Err: err}
@@ -214,6 +222,7 @@ func (s *Session) freshA(stream io.ReadWriter, g kex.Group, r eno.Result) (*keys
 		return nil, handshakeErr("cipher-not-offered", "Init2 chose %v, not in our list", m2.Cipher)
 	}
 	aead, _ := schedule.LookupAEAD(m2.Cipher)
+	decapsulated = true
 	es, err := priv.Decapsulate(m2.PublicKey())
 	if err != nil {
 		return nil, ecdhFailure(err)

@@ -562,3 +562,41 @@ func TestTC48_NoRandomnessNoSession(t *testing.T) {
 		t.Fatalf("chain at ss[%d], want ss[2]", got)
 	}
 }
+
+// TestFailedHandshakeReleasesKey: a hostile B that answers Init1 with a
+// malformed Init2 ends A's handshake before its ECDH. A's shared X448 key
+// (EphemeralLifetime > 0) must still be erased once its pool retires it:
+// the failed handshake gives its hold on the key back.
+func TestFailedHandshakeReleasesKey(t *testing.T) {
+	checkLeaks(t)
+	clk := newClock()
+	cfg := &Config{TEPs: []kex.ID{kex.X448}, EphemeralLifetime: time.Minute, Time: clk.Now}
+	g := mustGroup(t, kex.X448)
+	peer, err := g.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := cfg.pool(g).Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shared.ECDH(peer.PublicKey()); err != nil { // the test's own hold
+		t.Fatal(err)
+	}
+	a, b := pipeStreams(t)
+	ch := startA(t, cfg, kex.X448, a)
+	if _, err := readMessage(b, "init1", Init1Magic, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.Write([]byte{0, 0, 0, 0, 0, 0, 0, 8}) // not an Init2
+	if r := <-ch; r.err == nil {
+		t.Fatal("handshake with a malformed Init2 succeeded")
+	}
+	clk.Advance(time.Minute)
+	if _, err := cfg.pool(g).Get(); err != nil { // retires the shared key
+		t.Fatal(err)
+	}
+	if _, err := shared.ECDH(peer.PublicKey()); err == nil {
+		t.Fatal("retired X448 key not erased: the failed handshake still holds it")
+	}
+}

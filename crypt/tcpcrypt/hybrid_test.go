@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tcpcryptd/tcpcryptd/crypt/eno"
+	"github.com/tcpcryptd/tcpcryptd/crypt/internal/cpumeter"
 	"github.com/tcpcryptd/tcpcryptd/crypt/internal/kat"
 	"github.com/tcpcryptd/tcpcryptd/crypt/kex"
 	"github.com/tcpcryptd/tcpcryptd/crypt/schedule"
@@ -393,7 +394,7 @@ func BenchmarkHandshakeWire(b *testing.B) {
 			cfg := &Config{TEPs: []kex.ID{tep}}
 			var wire int
 			b.ReportAllocs()
-			cpu := startCPU()
+			cpu := cpumeter.Start()
 			for b.Loop() {
 				sa, sb := cfg.NewSession("b", Policy{}), cfg.NewSession("a", Policy{})
 				ra, rb, err := negotiate(b, sa, sb)
@@ -412,7 +413,7 @@ func BenchmarkHandshakeWire(b *testing.B) {
 				ca.Close()
 				cb.Close()
 			}
-			cpu.report(b)
+			cpu.Report(b)
 			b.ReportMetric(float64(wire), "init-bytes/handshake")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
 		})
