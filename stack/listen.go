@@ -557,6 +557,8 @@ func (l *Listener) settleConn(w *hsWait) *Conn {
 			Remote: netip.AddrPortFrom(netipFrom(id.RemoteAddress), id.RemotePort).String(),
 		},
 	}
+	peer := netipFrom(id.RemoteAddress)
+	c.stream.lossy = func() { s.rtts.lost(peer) }
 	c.Conn = c.stream
 	var f *flow
 	if s.flows != nil {
