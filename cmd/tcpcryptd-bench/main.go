@@ -82,7 +82,8 @@ creates and removes.
 
 Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
--delay one-way delay).
+-delay one-way delay), loss (bulk goodput and 1 MB transfer times at
+0.1/1/5 % random loss and with reordering: loss.go).
 
 flags:
 `)
@@ -104,7 +105,7 @@ flags:
 	fs.IntVar(&o.daemonCPUs, "daemon-cpus", 0, "runtime.cpus of both tcpcryptd processes (GOMAXPROCS; 0: the daemon's default)")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "carry every setup's traffic over IPv6 (the topology's fd77:: addresses) instead of IPv4")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
-	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb); default all")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,loss); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,7 +118,7 @@ flags:
 		os.Exit(2)
 	}
 	var err error
-	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb"}); err != nil {
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "loss"}); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
 		os.Exit(2)
 	}
@@ -218,7 +219,7 @@ func figureDefs(o options) []Figure {
 			Baselines: []string{"kernel", "wireguard-go", "relay-plain"},
 			Method:    fmt.Sprintf("Application bytes per second (10^6), connections set up before the clock starts; uploads are timed until the backend confirms the byte count, downloads count bytes read in %v.", o.bulkDuration)}
 	}
-	return []Figure{
+	return append([]Figure{
 		bulk("bulk-1-up", "Bulk throughput, 1 stream, laptop to server"),
 		bulk("bulk-1-down", "Bulk throughput, 1 stream, server to laptop"),
 		bulk("bulk-8-up", "Bulk throughput, 8 streams, laptop to server"),
@@ -243,7 +244,7 @@ func figureDefs(o options) []Figure {
 			Method: fmt.Sprintf("IP bytes (Ethernet headers removed) both ways on the laptop's link, offloads off so every frame is a real segment, for one connection uploading for %v, handshakes included, divided by the application bytes.", o.wireDuration)},
 		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
-	}
+	}, lossFigures()...)
 }
 
 // bench holds one run's state.
@@ -351,6 +352,9 @@ func run(ctx context.Context, o options) error {
 	runErr := b.phaseRouted(ctx)
 	if runErr == nil {
 		runErr = b.phaseImpaired(ctx)
+	}
+	if runErr == nil {
+		runErr = b.phaseLoss(ctx)
 	}
 	b.rep.Elapsed = time.Since(b.rep.Started)
 	for _, id := range figureOrder(defs) {
