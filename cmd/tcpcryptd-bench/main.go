@@ -83,7 +83,7 @@ creates and removes.
 Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
 -delay one-way delay), loss (bulk goodput and 1 MB transfer times at
-0.1/1/5 % random loss and with reordering: loss.go).
+0.1/1/5 %% random loss and with reordering: loss.go).
 
 flags:
 `)
