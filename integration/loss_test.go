@@ -22,10 +22,13 @@ const (
 	lossyRuns = 5
 	// lossyMedianBound bounds the median encrypted transfer. Before the fix
 	// (SACK off with near peers, a 200 ms RTO floor) most 4 MB transfers
-	// at 5 % loss stalled for 30 s and more, the median of five was 30 s or
-	// more; after it they take 2-5 s on a loaded 2-core machine, against
-	// the kernel's 0.1-1 s. 15 s is far from both.
-	lossyMedianBound = 15 * time.Second
+	// at 5 % loss stalled for 30 s and more: medians of five were 37 s and
+	// 60 s (the deadline), against the kernel's 0.05-1 s. After it most
+	// take 1.5-5 s, but gVisor still stalls now and then for 20-60 s
+	// (docs/loss-recovery.md); on a loaded 2-core machine one run in six
+	// had a median of 18 s. 30 s catches the old behaviour without
+	// failing on the stalls that remain.
+	lossyMedianBound = 30 * time.Second
 	// lossyDeadline bounds any one transfer (the test's own hang guard).
 	lossyDeadline = 60 * time.Second
 	// portKernelSource serves lossySize bytes from the server's own
