@@ -137,6 +137,9 @@ type TCP struct {
 	// run without SACK, so without gVisor's tail loss probes, which misfire
 	// on such paths. 0: SACK with every peer.
 	SACKMinRTT time.Duration
+	// MinRTO is the floor of the retransmission timeout of the stack's
+	// connections (gVisor's own is 200 ms).
+	MinRTO time.Duration
 	// Keepalive probes the remote peer of every relayed connection once
 	// its leg has been idle for KeepaliveIdle, every KeepaliveInterval;
 	// after KeepaliveCount unanswered probes both legs are reset.
@@ -210,6 +213,13 @@ const (
 // maxSACKMinRTT bounds tcp.sack_min_rtt: beyond it SACK's loss recovery is
 // worth far more than the probes cost.
 const maxSACKMinRTT = 100 * time.Millisecond
+
+// Bounds of tcp.min_rto. Below 10 ms a receiver's delayed ACK alone would
+// set off spurious timeouts; above 1 s nobody would want it.
+const (
+	minMinRTO = 10 * time.Millisecond
+	maxMinRTO = time.Second
+)
 
 // maxCPUs bounds runtime.cpus (Go's own limit is far above any machine).
 const maxCPUs = 1024

@@ -33,8 +33,8 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.Runtime.CPUs != 1 {
 		t.Errorf("runtime.cpus = %d, want 1", c.Runtime.CPUs)
 	}
-	if c.TCP.SACKMinRTT != time.Millisecond {
-		t.Errorf("tcp.sack_min_rtt = %v, want 1ms", c.TCP.SACKMinRTT)
+	if c.TCP.SACKMinRTT != 0 || c.TCP.MinRTO != 100*time.Millisecond {
+		t.Errorf("tcp.sack_min_rtt = %v, tcp.min_rto = %v, want 0s, 100ms", c.TCP.SACKMinRTT, c.TCP.MinRTO)
 	}
 	if l := c.Limits; l.HandshakesPerSource != 32 || l.Init1Timeout != 3*time.Second || l.HandshakeBudgetPerSource != 1000 {
 		t.Errorf("limits = %+v", l)

@@ -71,6 +71,7 @@ type file struct {
 	} `toml:"runtime"`
 	TCP struct {
 		SACKMinRTT        string `toml:"sack_min_rtt"`
+		MinRTO            string `toml:"min_rto"`
 		Keepalive         bool   `toml:"keepalive"`
 		KeepaliveIdle     string `toml:"keepalive_idle"`
 		KeepaliveInterval string `toml:"keepalive_interval"`
@@ -334,6 +335,7 @@ func (f *file) validate(name string, flags map[string]string) (*Config, error) {
 	if c.TCP.SACKMinRTT > maxSACKMinRTT {
 		v.fail("tcp.sack_min_rtt", "%s is too long; use at most %s (0s = SACK with every peer)", c.TCP.SACKMinRTT, maxSACKMinRTT)
 	}
+	c.TCP.MinRTO = v.durationIn("tcp.min_rto", f.TCP.MinRTO, minMinRTO, maxMinRTO)
 
 	lim := &f.Limits
 	if lim.ResumptionLookAhead < 0 || lim.ResumptionLookAhead > maxResumptionLookAhead {

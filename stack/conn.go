@@ -192,6 +192,9 @@ type tcpStream struct {
 	writeSize int
 	// work runs a suspended relay direction when it wakes up.
 	work *workers
+	// lossy, when set (outer legs), is called at Close if the connection
+	// had to retransmit: its peer then gets SACK (peerrtt.go).
+	lossy func()
 }
 
 // dropTimeWait resets the endpoint if it is in TIME-WAIT now, or once it
@@ -324,6 +327,9 @@ func (t *tcpStream) Write(b []byte) (int, error) {
 // wake-up (gVisor notifies waiters of a close only once the endpoint has
 // reached CLOSED).
 func (t *tcpStream) Close() error {
+	if t.lossy != nil && !t.closed.Load() && retransmitted(t.ep) {
+		t.lossy()
+	}
 	t.closed.Store(true)
 	err := t.TCPConn.Close()
 	if t.noTimeWait {

@@ -123,6 +123,8 @@ func (s *Stack) dial(ctx context.Context, src, dst netip.AddrPort, p *Policy, en
 		neg:    Negotiation{Mode: mode},
 		id:     flowID{Local: netip.AddrPortFrom(netipFrom(id.LocalAddress), id.LocalPort).String(), Remote: dst.String()},
 	}
+	peer := dst.Addr()
+	c.stream.lossy = func() { s.rtts.lost(peer) }
 	c.Conn = c.stream
 	if f == nil {
 		c.neg.Reason = eno.ReasonLocal

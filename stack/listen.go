@@ -598,6 +598,8 @@ func (l *Listener) settleConn(w *hsWait) *Conn {
 			Remote: netip.AddrPortFrom(netipFrom(id.RemoteAddress), id.RemotePort).String(),
 		},
 	}
+	peer := netipFrom(id.RemoteAddress)
+	c.stream.lossy = func() { s.rtts.lost(peer) }
 	c.Conn = c.stream
 	if f == nil {
 		reason, detail := eno.ReasonLocal, "stack has no ENO shim"

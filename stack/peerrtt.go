@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 // Why some connections run without SACK.
@@ -31,6 +34,17 @@ import (
 // with 0.1% loss, RACK turned off (SACK kept) took 14 s per 100 MiB
 // instead of 9 s.
 //
+// A near path that does lose packets needs SACK most: without it, each
+// loss with fewer than three segments behind it (a congestion window cut
+// down by earlier losses) waits for a retransmission timeout, at least
+// 200 ms in gVisor and doubling while retransmissions are lost too. At 5 %
+// random loss on a sub-millisecond path that made 4 MB downloads take 9 s
+// to over a minute instead of the kernel's 0.05-1 s (docs/loss-recovery.md).
+// So a connection that ended having retransmitted (a fast retransmit or a
+// timeout) marks its peer lossy for the window, and a lossy peer gets SACK
+// whatever its round trip: a lossless near path keeps the fast setting, a
+// lossy one pays one connection before it gets SACK's recovery.
+//
 // The round trip is timed by the shim from our SYN or SYN-ACK to the end
 // of the handshake (flow.handshakeRTT), not taken from gVisor: gVisor
 // measures with TCP timestamps, in whole milliseconds.
@@ -49,8 +63,9 @@ type peerRTTs struct {
 }
 
 type peerRTT struct {
-	min   time.Duration
-	since time.Time // first sample of the current window
+	min   time.Duration // 0: none measured in the current window
+	since time.Time     // first sample of the current window
+	lossy time.Time     // last connection that retransmitted; zero: none
 }
 
 // Defaults of the peer RTT table.
@@ -81,7 +96,28 @@ func (p *peerRTTs) observe(peer netip.Addr, rtt time.Duration) {
 	if !ok && len(p.m) >= p.max {
 		p.evictLocked(now)
 	}
-	p.m[peer] = peerRTT{min: rtt, since: now}
+	p.m[peer] = peerRTT{min: rtt, since: now, lossy: e.lossy}
+}
+
+// lost records that a connection with peer had to retransmit: the peer is
+// lossy for the window, and its connections get SACK.
+func (p *peerRTTs) lost(peer netip.Addr) {
+	if p == nil || p.below <= 0 || !peer.IsValid() {
+		return
+	}
+	peer = peer.Unmap()
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.m[peer]
+	if !ok {
+		if len(p.m) >= p.max {
+			p.evictLocked(now)
+		}
+		e = peerRTT{since: now}
+	}
+	e.lossy = now
+	p.m[peer] = e
 }
 
 // evictLocked makes room for one entry: every entry past its window goes;
@@ -89,7 +125,7 @@ func (p *peerRTTs) observe(peer netip.Addr, rtt time.Duration) {
 // peer SACK again on its next connection.
 func (p *peerRTTs) evictLocked(now time.Time) {
 	for a, e := range p.m {
-		if now.Sub(e.since) >= p.window {
+		if now.Sub(e.since) >= p.window && now.Sub(e.lossy) >= p.window {
 			delete(p.m, a)
 		}
 	}
@@ -103,8 +139,9 @@ func (p *peerRTTs) evictLocked(now time.Time) {
 }
 
 // near reports whether connections with peer should go without SACK: its
-// smallest round-trip time in the current window is below the threshold.
-// A peer never measured is not near.
+// smallest round-trip time in the current window is below the threshold,
+// and no connection with it retransmitted within the window. A peer never
+// measured is not near.
 func (p *peerRTTs) near(peer netip.Addr) bool {
 	if p == nil || p.below <= 0 {
 		return false
@@ -113,7 +150,23 @@ func (p *peerRTTs) near(peer netip.Addr) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.m[peer]
-	return ok && p.now().Sub(e.since) < p.window && e.min < p.below
+	now := p.now()
+	if !ok || e.min <= 0 || now.Sub(e.since) >= p.window {
+		return false
+	}
+	if !e.lossy.IsZero() && now.Sub(e.lossy) < p.window {
+		return false
+	}
+	return e.min < p.below
+}
+
+// retransmitted reports whether ep has had to retransmit for loss: a fast
+// retransmission (duplicate ACKs, SACK or RACK) or a retransmission
+// timeout. Tail loss probes alone do not count: on a near path they fire
+// spuriously (see above).
+func retransmitted(ep tcpip.Endpoint) bool {
+	st, ok := ep.Stats().(*tcp.Stats)
+	return ok && st.SendErrors.FastRetransmit.Value()+st.SendErrors.Timeouts.Value() > 0
 }
 
 // observeHandshake records the round-trip time of f's handshake, which has

@@ -63,6 +63,67 @@ func TestPeerRTTs(t *testing.T) {
 	}
 }
 
+// TestPeerRTTsLossy: a peer that lost packets gets SACK back for the window
+// however near it is, and keeps the mark across a new RTT window and
+// evictions; unknown peers and disabled tables stay safe.
+func TestPeerRTTsLossy(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPeerRTTs(time.Millisecond, func() time.Time { return now })
+	p.max = 2
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	c := netip.MustParseAddr("192.0.2.3")
+	p.observe(a, 100*time.Microsecond)
+	if !p.near(a) {
+		t.Fatal("100µs is not near")
+	}
+	p.lost(netip.MustParseAddr("::ffff:192.0.2.1"))
+	if p.near(a) {
+		t.Fatal("a lossy near peer still goes without SACK")
+	}
+	p.observe(a, 50*time.Microsecond)
+	if p.near(a) {
+		t.Fatal("a new sample cleared the loss mark")
+	}
+	// A window later the RTT window restarts with the next sample, but the
+	// loss is only forgotten once its own window has passed.
+	now = now.Add(peerRTTWindow / 2)
+	p.lost(a)
+	now = now.Add(peerRTTWindow / 2)
+	p.observe(a, 50*time.Microsecond)
+	if p.near(a) {
+		t.Fatal("a loss half a window old was forgotten with the RTT window")
+	}
+	now = now.Add(peerRTTWindow / 2)
+	if !p.near(a) {
+		t.Fatal("a loss a window old still gives SACK")
+	}
+	// A peer first seen losing has no RTT: not near, and it takes a slot.
+	p.lost(b)
+	if p.near(b) || len(p.m) != 2 {
+		t.Fatalf("lossy unmeasured peer: near %v, %d entries", p.near(b), len(p.m))
+	}
+	p.observe(b, 10*time.Microsecond)
+	if p.near(b) {
+		t.Fatal("measuring a lossy peer made it near")
+	}
+	// Full: the entry past its RTT window but still lossy is not the one
+	// that expires; eviction falls back to an arbitrary one.
+	p.observe(c, 10*time.Microsecond)
+	if len(p.m) != 2 || !p.near(c) {
+		t.Fatalf("after eviction: %d entries, near(c) %v", len(p.m), p.near(c))
+	}
+	off := newPeerRTTs(0, time.Now)
+	off.lost(a)
+	if len(off.m) != 0 || off.near(a) {
+		t.Error("a zero threshold records losses")
+	}
+	var none *peerRTTs
+	none.lost(a)
+	none.lost(netip.Addr{})
+	p.lost(netip.Addr{})
+}
+
 // TestNearPeerWithoutSACK: once a connection has measured the peer's round
 // trip below Options.SACKMinRTT, the next connections to it go without SACK
 // (the dialer's SYN does not offer it, so neither side runs RACK's tail

@@ -134,6 +134,9 @@ type Options struct {
 	// loss probes, which misfire on such paths (peerrtt.go). 0: SACK with
 	// every peer.
 	SACKMinRTT time.Duration
+	// MinRTO is the floor of the retransmission timeout (0: gVisor's, 200
+	// ms); see configureTCP.
+	MinRTO time.Duration
 	// Relays bounds relayed connections, keeps their peers' legs alive
 	// and names the addresses routed into the device (relaylimit.go).
 	Relays RelayOptions
@@ -323,6 +326,15 @@ func (s *Stack) configureTCP(o Options) error {
 	// an inner leg that does cross a lossy link (a LAN routed into the
 	// device) recovers from loss without SACK, by duplicate ACKs and RTO.
 	recovery := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)
+	// gVisor's RTO floor is 200 ms. Losses that a small congestion window
+	// cannot repair by duplicate ACKs (fewer than three segments behind
+	// them) each wait that long at least, and longer while retransmissions
+	// are lost as well (docs/loss-recovery.md). The timeout still follows
+	// the measured round trip above the floor, so only short paths see it.
+	minRTO := tcpip.TCPMinRTOOption(o.MinRTO)
+	if o.MinRTO <= 0 {
+		minRTO = tcpip.TCPMinRTOOption(tcp.MinRTO)
+	}
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.ReceiveBufferMax), Max: o.ReceiveBufferMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: defaultBufferMin, Default: min(defaultBufferDefault, o.SendBufferMax), Max: o.SendBufferMax}
 	for _, opt := range []struct {
@@ -334,6 +346,7 @@ func (s *Stack) configureTCP(o Options) error {
 		{"loss recovery", &recovery},
 		{"receive buffer range", &rcv},
 		{"send buffer range", &snd},
+		{"minimum RTO", &minRTO},
 	} {
 		if err := s.gv.SetTransportProtocolOption(tcp.ProtocolNumber, opt.v); err != nil {
 			return fmt.Errorf("stack: could not set TCP %s: %s", opt.name, err)

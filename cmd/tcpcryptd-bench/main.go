@@ -89,7 +89,9 @@ Groups (-only): bulk (throughput and CPU per GiB), connrate, memory, wire
 (bytes on the wire per application byte), ttfb (time to first byte with
 -delay one-way delay), flood (connection rate under a spoofed-SYN and a
 stalled-handshake flood, against the same run without them), rr
-(request/response transactions: rate, latency and cost per transaction).
+(request/response transactions: rate, latency and cost per transaction),
+loss (bulk goodput and 1 MB transfer times at 0.1/1/5 %% random loss and
+with reordering: loss.go).
 
 flags:
 `)
@@ -116,7 +118,7 @@ flags:
 	fs.IntVar(&o.floodStall, "flood-stall-rate", 30, "stalled handshakes (ENO negotiated, no Init1 ever) per second in the flood figures (0: none)")
 	fs.DurationVar(&o.floodWarmup, "flood-warmup", 40*time.Second, "how long the flood runs before the flooded connection-rate run (at 2,000 SYN/s a 65,536-entry table fills in 33 s)")
 	fs.StringVar(&o.profile, "profile", "", "directory to save tcpcryptd CPU profiles (first run of each bulk and connection-rate figure) and heap profiles (memory figure) into")
-	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,flood,rr); default all")
+	fs.StringVar(&only, "only", "", "comma-separated groups to run (bulk,connrate,memory,wire,ttfb,flood,rr,loss); default all")
 	fs.StringVar(&setups, "setups", "", "comma-separated setups to run (default all): "+strings.Join(setupNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -129,7 +131,7 @@ flags:
 		os.Exit(2)
 	}
 	var err error
-	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "flood", "rr"}); err != nil {
+	if o.only, err = parseSet(only, []string{"bulk", "connrate", "memory", "wire", "ttfb", "flood", "rr", "loss"}); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpcryptd-bench: -only:", err)
 		os.Exit(2)
 	}
@@ -278,7 +280,7 @@ func figureDefs(o options) []Figure {
 			Method: "Connections the laptop daemon counted as ended plain (tcpcryptd_connections_total, outcome plain) during the flooded run; the laptop sees only the legitimate client's connections. Nonzero is a downgrade the attacker caused (policy off: every connection is plain, by configuration)."},
 		{ID: "wire-rr", Title: "Bytes on the wire per application byte, 100-byte request/response", Unit: "B/B", Baselines: []string{"kernel", "wireguard-go"},
 			Method: fmt.Sprintf("As above for one connection making %d exchanges of a 100-byte request and a 100-byte response.", o.rrExchanges)},
-	}, rrFigureDefs(o)...)
+	}, append(rrFigureDefs(o), lossFigures()...)...)
 }
 
 // bench holds one run's state.
@@ -396,6 +398,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if runErr == nil {
 		runErr = b.phaseRR(ctx)
+	}
+	if runErr == nil {
+		runErr = b.phaseLoss(ctx)
 	}
 	b.rep.Elapsed = time.Since(b.rep.Started)
 	for _, id := range figureOrder(defs) {

@@ -20,6 +20,7 @@ type metricSources struct {
 	flows    func() int
 	halfOpen func() int // inbound flows not yet complete nor accepted
 	link     func() link.Stats
+	tcp      func() stack.TCPRecoveryStats
 }
 
 // collector exposes the daemon's counters as Prometheus metrics. It reads
@@ -37,6 +38,7 @@ type collector struct {
 	relayRefusals, peerTimeouts, backendLoops,
 	linkPackets, linkBytes, linkGSO, linkDrops, linkErrors *prometheus.Desc
 	resumeChains, resumeDrops *prometheus.Desc
+	tcpRecovery               *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -117,6 +119,10 @@ func newCollector(obs *connObserver, ready *atomic.Bool) *collector {
 			"Resumption chains erased from the cache before use, by reason: expired (end of crypto.resumption_lifetime), "+
 				"evicted_own (replaced by a newer chain of the same client or prefix: limits.resumption_prefix_share), "+
 				"evicted_other (cache full: dropped from the prefix holding the most chains), as of the last sweep.", "reason"),
+		tcpRecovery: d("tcp_recovery_events_total",
+			"The stack's TCP loss recovery (every connection, both legs), by event: segments_sent, retransmits, "+
+				"fast_retransmit, timeouts (RTOs fired), fast_recovery (by duplicate ACKs), sack_recovery, "+
+				"tlp_recovery (tail loss probes), spurious_recovery, spurious_rto_recovery.", "event"),
 	}
 }
 
@@ -132,6 +138,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.rekeyFloods,
 		c.handshakeLimits,
 		c.relayRefusals, c.peerTimeouts, c.backendLoops,
+		c.tcpRecovery,
 	} {
 		ch <- d
 	}
@@ -258,6 +265,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.linkErrors, ls.RXReadErrors, "rx")
 		counter(c.linkErrors, ls.TXErrors, "tx")
+	}
+	if src.tcp != nil {
+		ts := src.tcp()
+		for _, e := range []struct {
+			name string
+			v    uint64
+		}{
+			{"segments_sent", ts.SegmentsSent}, {"retransmits", ts.Retransmits}, {"fast_retransmit", ts.FastRetransmit},
+			{"timeouts", ts.Timeouts}, {"fast_recovery", ts.FastRecovery}, {"sack_recovery", ts.SACKRecovery},
+			{"tlp_recovery", ts.TLPRecovery}, {"spurious_recovery", ts.SpuriousRecovery},
+			{"spurious_rto_recovery", ts.SpuriousRTORecovery},
+		} {
+			counter(c.tcpRecovery, e.v, e.name)
+		}
 	}
 }
 

@@ -180,6 +180,7 @@ func TestMetrics(t *testing.T) {
 		table:    fakeTable{live},
 		flows:    func() int { return 9 },
 		link:     func() link.Stats { return link.Stats{RXPackets: 40, TXBytes: 5000, RXDropChecksum: 2, TXErrors: 1} },
+		tcp:      func() stack.TCPRecoveryStats { return stack.TCPRecoveryStats{Timeouts: 5, SACKRecovery: 6} },
 	})
 	ready.Store(true)
 	text = scrape(t, col)
@@ -198,6 +199,8 @@ func TestMetrics(t *testing.T) {
 		"tcpcryptd_eno_enabled_total 4",
 		"tcpcryptd_forward_loops_total 6",
 		"tcpcryptd_no_sack_connections_total 7",
+		`tcpcryptd_tcp_recovery_events_total{event="timeouts"} 5`,
+		`tcpcryptd_tcp_recovery_events_total{event="sack_recovery"} 6`,
 		"tcpcryptd_resumption_cache_chains 12",
 		`tcpcryptd_resumption_cache_drops_total{reason="evicted_other"} 8`,
 		"tcpcryptd_rekey_floods_total 8",

@@ -250,6 +250,7 @@ func (d *daemon) start() error {
 		Logger:      log,
 		OnConnDone:  d.obs.done,
 		SACKMinRTT:  cfg.TCP.SACKMinRTT,
+		MinRTO:      cfg.TCP.MinRTO,
 		Relays:      relayOptions(cfg),
 	}
 	handshakeLimits(&so, cfg.Limits)
@@ -259,7 +260,8 @@ func (d *daemon) start() error {
 	}
 	d.api.setTable(d.st.Table())
 	ep := d.ep
-	d.col.setSources(&metricSources{counters: d.st.Counters(), table: d.st.Table(), flows: d.st.Flows, halfOpen: d.st.HalfOpenFlows, link: ep.Stats})
+	d.col.setSources(&metricSources{counters: d.st.Counters(), table: d.st.Table(), flows: d.st.Flows, halfOpen: d.st.HalfOpenFlows, link: ep.Stats,
+		tcp: d.st.TCPRecoveryStats})
 	d.watchers.Add(1)
 	go func() {
 		defer d.watchers.Done()
