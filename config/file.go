@@ -346,22 +346,21 @@ func (f *file) validate(name string, flags map[string]string) (*Config, error) {
 		v.fail("limits.resumption_prefix_share", "%d is out of range; use 1-4194304 chains", lim.ResumptionPrefixShare)
 	}
 	c.Limits.ResumptionPrefixShare = lim.ResumptionPrefixShare
-	lm := &f.Limits
 	// Passive handshakes.
-	if lm.HandshakesPerSource < 1 || lm.HandshakesPerSource > maxHandshakesPerSource {
-		v.fail("limits.handshakes_per_source", "%d is out of range; use 1-%d", lm.HandshakesPerSource, maxHandshakesPerSource)
+	if lim.HandshakesPerSource < 1 || lim.HandshakesPerSource > maxHandshakesPerSource {
+		v.fail("limits.handshakes_per_source", "%d is out of range; use 1-%d", lim.HandshakesPerSource, maxHandshakesPerSource)
 	}
-	c.Limits.HandshakesPerSource = lm.HandshakesPerSource
-	c.Limits.Init1Timeout = v.duration("limits.init1_timeout", lm.Init1Timeout)
+	c.Limits.HandshakesPerSource = lim.HandshakesPerSource
+	c.Limits.Init1Timeout = v.duration("limits.init1_timeout", lim.Init1Timeout)
 	if c.Limits.Init1Timeout < minInit1Timeout || c.Limits.Init1Timeout > maxInit1Timeout {
 		v.fail("limits.init1_timeout", "%s is out of range; use %s-%s (a client sends Init1 one round trip after connecting)",
 			c.Limits.Init1Timeout, minInit1Timeout, maxInit1Timeout)
 	}
-	if lm.HandshakeBudgetPerSource < 1 || lm.HandshakeBudgetPerSource > maxHandshakeBudget {
+	if lim.HandshakeBudgetPerSource < 1 || lim.HandshakeBudgetPerSource > maxHandshakeBudget {
 		v.fail("limits.handshake_budget_per_source", "%d is out of range; use 1-%d X25519 handshakes per second",
-			lm.HandshakeBudgetPerSource, maxHandshakeBudget)
+			lim.HandshakeBudgetPerSource, maxHandshakeBudget)
 	}
-	c.Limits.HandshakeBudgetPerSource = lm.HandshakeBudgetPerSource
+	c.Limits.HandshakeBudgetPerSource = lim.HandshakeBudgetPerSource
 
 	t := &f.TCP
 	c.TCP.Keepalive = t.Keepalive

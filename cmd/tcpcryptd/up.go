@@ -253,8 +253,8 @@ func (d *daemon) start() error {
 		MinRTO:      cfg.TCP.MinRTO,
 		Relays:      relayOptions(cfg),
 	}
-	handshakeLimits(&so, cfg.Limits)
-	d.st, err = stack.New(withFlowLimits(so, cfg.Limits))
+	setLimits(&so, cfg.Limits)
+	d.st, err = stack.New(so)
 	if err != nil {
 		return err
 	}

@@ -84,12 +84,17 @@ func aeadByName(name string) (schedule.AEADID, bool) {
 	return 0, false
 }
 
-// handshakeLimits sets the stack's limits on passive handshakes from the
-// [limits] section.
-func handshakeLimits(o *stack.Options, l config.Limits) {
+// setLimits sets the stack's limits against hostile peers from the
+// [limits] section: passive handshakes and the ENO flow table (the relay
+// limits travel in Options.Relays, with keepalive: relayOptions).
+func setLimits(o *stack.Options, l config.Limits) {
 	o.HandshakesPerSource = l.HandshakesPerSource
 	o.Init1Timeout = l.Init1Timeout
 	o.HandshakeBudget = float64(l.HandshakeBudgetPerSource)
+	o.MaxFlows = l.ENOFlows
+	o.OutboundFlowReserve = l.ENOFlowsOutboundReserve
+	o.HalfOpenPerSource = l.HalfOpenPerSource
+	o.InboundHalfOpenTimeout = l.HalfOpenTimeout
 }
 
 // enoMode maps a configured policy to the ENO mode.
@@ -119,15 +124,6 @@ func outboundPolicy(o config.Outbound) *stack.Policy {
 		}
 	}
 	return p
-}
-
-// withFlowLimits sets o's ENO flow-table limits from [limits].
-func withFlowLimits(o stack.Options, l config.Limits) stack.Options {
-	o.MaxFlows = l.ENOFlows
-	o.OutboundFlowReserve = l.ENOFlowsOutboundReserve
-	o.HalfOpenPerSource = l.HalfOpenPerSource
-	o.InboundHalfOpenTimeout = l.HalfOpenTimeout
-	return o
 }
 
 // servicePolicy is the policy of one service's listener: its mode for

@@ -183,7 +183,7 @@ init1_timeout = "750ms"
 handshake_budget_per_source = 90
 `)
 	var o stack.Options
-	handshakeLimits(&o, cfg.Limits)
+	setLimits(&o, cfg.Limits)
 	if o.HandshakesPerSource != 5 || o.Init1Timeout != 750*time.Millisecond || o.HandshakeBudget != 90 {
 		t.Errorf("stack options = %d, %v, %v", o.HandshakesPerSource, o.Init1Timeout, o.HandshakeBudget)
 	}
@@ -192,7 +192,8 @@ handshake_budget_per_source = 90
 // [limits] reaches the stack's flow-table options.
 func TestFlowLimitsWiring(t *testing.T) {
 	cfg := mustParse(t, "[limits]\neno_flows = 1000\neno_flows_outbound_reserve = 100\nhalf_open_per_source = 8\nhalf_open_timeout = \"5s\"\n")
-	o := withFlowLimits(stack.Options{}, cfg.Limits)
+	var o stack.Options
+	setLimits(&o, cfg.Limits)
 	if o.MaxFlows != 1000 || o.OutboundFlowReserve != 100 || o.HalfOpenPerSource != 8 || o.InboundHalfOpenTimeout != 5*time.Second {
 		t.Fatalf("options %+v", o)
 	}
