@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,21 +146,7 @@ func TestUpSyscallsWithinUnitSandbox(t *testing.T) {
 	ns := newTestNS(t)
 	dir := shortTempDir(t)
 	backend := ns.listenLoopback(t)
-	go func() {
-		c, err := backend.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		r := bufio.NewReader(c)
-		if _, err := proxyproto.ReadHeader(r); err != nil {
-			return
-		}
-		if line, err := r.ReadString('\n'); err == nil {
-			c.Write([]byte("echo " + line))
-		}
-	}()
+	go serveProxyEchoOnce(backend)
 	cfg, sock := nsConfig(t, dir, backend.Addr().String())
 	trace := filepath.Join(dir, "trace")
 	d := ns.startUpUnder(t, []string{strace, "-f", "-qq", "-o", trace}, cfg)
@@ -273,21 +260,7 @@ func TestUnitUserAndCapabilitiesSufficeForUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	backend := ns.listenLoopback(t)
-	go func() {
-		c, err := backend.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		r := bufio.NewReader(c)
-		if _, err := proxyproto.ReadHeader(r); err != nil {
-			return
-		}
-		if line, err := r.ReadString('\n'); err == nil {
-			c.Write([]byte("echo " + line))
-		}
-	}()
+	go serveProxyEchoOnce(backend)
 	cfg, sock := nsConfig(t, dir, backend.Addr().String())
 	for _, p := range []string{dir, cfg} {
 		if err := os.Chown(p, unitUID, unitUID); err != nil {
@@ -446,5 +419,23 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// serveProxyEchoOnce accepts one connection on backend, reads the PROXY v2
+// header the daemon sends, and echoes one line back ("echo " + line).
+func serveProxyEchoOnce(backend net.Listener) {
+	c, err := backend.Accept()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := proxyproto.ReadHeader(r); err != nil {
+		return
+	}
+	if line, err := r.ReadString('\n'); err == nil {
+		c.Write([]byte("echo " + line))
 	}
 }
