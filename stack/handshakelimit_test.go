@@ -93,6 +93,24 @@ func acceptAll(t *testing.T, l *Listener) *atomic.Int32 {
 	return &n
 }
 
+// stalledAt listens on addrB4:80 of p's host b, accepts whatever arrives
+// (accepted counts it), and opens n connections from addrA4 that negotiate
+// ENO and never send Init1.
+func stalledAt(t *testing.T, p *pair, n int) (l *Listener, accepted *atomic.Int32, sc *stalledClients) {
+	t.Helper()
+	l, err := p.b.Listen(addrB4, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = acceptAll(t, l)
+	sc = newStalledClients(t)
+	dst := netip.AddrPortFrom(addrB4, 80)
+	for range n {
+		sc.dial(ctxT(t), p.a, addrA4, dst)
+	}
+	return l, accepted, sc
+}
+
 // legitDial dials dst from src and requires an encrypted connection within
 // a few seconds (a stalled slot would hold it for HandshakeTimeout, 10 s).
 func legitDial(t *testing.T, s *Stack, src netip.Addr, dst netip.AddrPort) {
@@ -176,14 +194,8 @@ func TestInit1Timeout(t *testing.T) {
 		o.Init1Timeout = 100 * time.Millisecond
 		o.HandshakeTimeout = time.Minute
 	}})
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptAll(t, l)
+	l, _, sc := stalledAt(t, p, 1)
 	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	sc.dial(ctxT(t), p.a, addrA4, dst)
 	waitFor(t, func() bool { return p.b.counters.Init1Timeouts.Load() == 1 }, "Init1 timeout")
 	checkSlotsBaseline(t, p.b, l)
 	sc.stop()
@@ -203,16 +215,8 @@ func TestHandshakesPerSource(t *testing.T) {
 		o.HandshakesPerSource = perSource
 		o.Init1Timeout = time.Minute
 	}})
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := acceptAll(t, l)
+	l, accepted, sc := stalledAt(t, p, stalled)
 	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	for range stalled {
-		sc.dial(ctxT(t), p.a, addrA4, dst)
-	}
 	waitFor(t, func() bool { return sc.started.Load() == stalled }, "stalled clients")
 	waitFor(t, func() bool {
 		_, parked := l.inProgress()
@@ -242,16 +246,7 @@ func TestParkedConnectionsBounded(t *testing.T) {
 		o.Init1Timeout = time.Minute
 	}})
 	p.b.parkPerSource = park
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptAll(t, l)
-	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	for range stalled {
-		sc.dial(ctxT(t), p.a, addrA4, dst)
-	}
+	l, _, sc := stalledAt(t, p, stalled)
 	waitFor(t, func() bool {
 		return sc.settled(stalled) && p.b.counters.HandshakeSourceBusy.Load() == stalled-perSource-park
 	}, "connections beyond the queue refused")
@@ -274,16 +269,8 @@ func TestEvictionPastParked(t *testing.T) {
 		o.Init1Timeout = time.Minute
 	}})
 	p.b.evictAge = 0
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptAll(t, l)
+	l, _, sc := stalledAt(t, p, stalled)
 	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	for range stalled {
-		sc.dial(ctxT(t), p.a, addrA4, dst)
-	}
 	waitFor(t, func() bool {
 		_, parked := l.inProgress()
 		return sc.settled(stalled) && l.waitingHandshakes() == slots && parked == stalled-slots
@@ -445,14 +432,8 @@ func TestCloseWhileWaitingForSlot(t *testing.T) {
 		o.HandshakesPerSource = 1000
 		o.Init1Timeout = time.Minute // evictAge 15 s: nothing is evicted
 	}})
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptAll(t, l)
+	l, _, sc := stalledAt(t, p, 1)
 	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	sc.dial(ctxT(t), p.a, addrA4, dst)
 	waitFor(t, func() bool { return l.waitingHandshakes() == 1 }, "the slot taken")
 	sc.dial(ctxT(t), p.a, addrA4, dst)
 	waitFor(t, func() bool { active, _ := l.inProgress(); return active == 2 }, "a second connection waiting for the slot")
@@ -474,14 +455,8 @@ func TestCloseForgetsBackloggedFlows(t *testing.T) {
 		o.HandshakesPerSource = 1000
 		o.Init1Timeout = time.Minute // nothing is evicted or timed out
 	}})
-	l, err := p.b.Listen(addrB4, 80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptAll(t, l)
+	l, _, sc := stalledAt(t, p, 1)
 	dst := netip.AddrPortFrom(addrB4, 80)
-	sc := newStalledClients(t)
-	sc.dial(ctxT(t), p.a, addrA4, dst)
 	waitFor(t, func() bool { return l.waitingHandshakes() == 1 }, "the slot taken")
 	sc.dial(ctxT(t), p.a, addrA4, dst)
 	waitFor(t, func() bool { active, _ := l.inProgress(); return active == 2 }, "the accept loop waiting for the slot")
